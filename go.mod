@@ -1,0 +1,3 @@
+module github.com/strata-data/strata
+
+go 1.26
