@@ -1,0 +1,58 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/strata-data/strata/chunk"
+	"github.com/strata-data/strata/meta"
+)
+
+// Error codes on the wire, each tied to one sentinel.
+var codes = []struct {
+	code   string
+	status int
+	err    error
+}{
+	{"not_found", http.StatusNotFound, meta.ErrNotExist},
+	{"exists", http.StatusConflict, meta.ErrExist},
+	{"conflict", http.StatusConflict, meta.ErrConflict},
+	{"ambiguous", http.StatusBadRequest, meta.ErrAmbiguous},
+	{"not_dir", http.StatusBadRequest, meta.ErrNotDir},
+	{"is_dir", http.StatusBadRequest, meta.ErrIsDir},
+	{"invalid", http.StatusBadRequest, meta.ErrInvalid},
+	{"unauthorized", http.StatusUnauthorized, ErrUnauthorized},
+	{"corrupt", http.StatusInternalServerError, chunk.ErrCorrupt},
+}
+
+// ErrUnauthorized: a TCP request without the right bearer token.
+var ErrUnauthorized = errors.New("unauthorized")
+
+// classify maps an error to its code and HTTP status.
+func classify(err error) (string, int) {
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.code, c.status
+		}
+	}
+	return "internal", http.StatusInternalServerError
+}
+
+// sentinel returns the error for a wire code (nil if unknown).
+func sentinel(code string) error {
+	for _, c := range codes {
+		if c.code == code {
+			return c.err
+		}
+	}
+	return nil
+}
+
+// remoteError is an error returned by the daemon.
+type remoteError struct {
+	msg  string
+	kind error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.kind }

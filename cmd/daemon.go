@@ -1,0 +1,205 @@
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-data/strata/api"
+	"github.com/strata-data/strata/daemon"
+)
+
+type upOptions struct {
+	data        string
+	listen      string
+	mount       string
+	noMount     bool
+	noPipelines bool
+	detach      bool
+}
+
+func upCmd(g *globals) *cobra.Command {
+	o := &upOptions{}
+	c := &cobra.Command{
+		Use:   "up",
+		Short: "Run the strata daemon (foreground; -d to run in the background)",
+		Long: `Run the strata daemon on a data directory. It serves the API on
+DATA/strata.sock (mode 0600) and, with --listen, on TCP behind the bearer
+token in DATA/token. With -d it starts in the background, logging to
+DATA/strata.log, and returns once the daemon answers. Stop it with
+'strata down'.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return runUp(c.Context(), o) },
+	}
+	c.Flags().StringVar(&o.data, "data", api.DefaultDataDir(), "data directory")
+	c.Flags().StringVar(&o.listen, "listen", "", "also listen on this TCP address (host:port), token required")
+	c.Flags().StringVar(&o.mount, "mount", "/pfs", "where to mount the /pfs view")
+	c.Flags().BoolVar(&o.noMount, "no-mount", false, "do not mount /pfs")
+	c.Flags().BoolVar(&o.noPipelines, "no-pipelines", false, "do not run pipelines")
+	c.Flags().BoolVarP(&o.detach, "detach", "d", false, "run in the background")
+	return c
+}
+
+func runUp(ctx context.Context, o *upOptions) error {
+	data, err := filepath.Abs(o.data)
+	if err != nil {
+		return err
+	}
+	if o.detach {
+		return detach(ctx, data)
+	}
+	mount := ""
+	if !o.noMount {
+		// The /pfs mount is served by a later component; until then the
+		// daemon reports that nothing is mounted.
+		mount = ""
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	return daemon.Run(ctx, daemon.Options{DataDir: data, Listen: o.listen, Mount: mount, NoPipelines: o.noPipelines, Log: log})
+}
+
+// detach re-runs 'strata up' without -d in a new session and waits until
+// it answers on its socket.
+func detach(ctx context.Context, data string) error {
+	if pid, _ := daemon.ReadPID(data); pid != 0 {
+		return fmt.Errorf("a strata daemon (pid %d) already runs on %s: %w", pid, data, os.ErrExist)
+	}
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(daemon.LogFile(data), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	args := []string{}
+	for _, a := range os.Args[1:] {
+		if a != "-d" && a != "--detach" {
+			args = append(args, a)
+		}
+	}
+	args = append(args, "--data", data)
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	cl, err := api.NewClient("unix://"+api.SocketPath(data), "")
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("daemon exited during start (%v); see %s", err, daemon.LogFile(data))
+		case <-time.After(50 * time.Millisecond):
+		}
+		if st, err := cl.Status(ctx); err == nil {
+			fmt.Printf("strata daemon running (pid %d), data %s, socket %s, log %s\n", st.PID, st.DataDir, st.Socket, daemon.LogFile(data))
+			return nil
+		}
+	}
+	return fmt.Errorf("daemon did not answer within 30s; see %s", daemon.LogFile(data))
+}
+
+func downCmd(g *globals) *cobra.Command {
+	var data string
+	c := &cobra.Command{
+		Use:   "down",
+		Short: "Stop the strata daemon cleanly",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			pid, err := daemon.ReadPID(data)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			if !c.Flags().Changed("data") {
+				// Ask the daemon the client would talk to (--server, STRATA_ADDR).
+				if cl, err := g.client(); err == nil {
+					if st, err := cl.Status(c.Context()); err == nil {
+						pid = st.PID
+					}
+				}
+			}
+			if pid == 0 {
+				fmt.Fprintf(os.Stderr, "no strata daemon runs on %s\n", data)
+				return nil
+			}
+			if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+				return fmt.Errorf("stop pid %d: %w", pid, err)
+			}
+			for i := 0; i < 600; i++ {
+				if syscall.Kill(pid, 0) != nil {
+					fmt.Printf("strata daemon (pid %d) stopped\n", pid)
+					return nil
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return fmt.Errorf("daemon pid %d did not stop within 30s", pid)
+		},
+	}
+	c.Flags().StringVar(&data, "data", api.DefaultDataDir(), "data directory of the daemon to stop")
+	return c
+}
+
+func statusCmd(g *globals) *cobra.Command {
+	var out output
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show what the daemon runs and where",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := out.check(); err != nil {
+				return err
+			}
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			st, err := cl.Status(c.Context())
+			if err != nil {
+				return err
+			}
+			token := ""
+			if st.Listen != "" {
+				token, _ = daemon.Token(st.DataDir)
+			}
+			v := struct {
+				*api.Status
+				Token string `json:"token,omitempty"`
+			}{st, token}
+			return out.print(os.Stdout, v, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "daemon\trunning, pid %d, version %s, since %s\n", st.PID, st.Version, st.Started.Local().Format(time.RFC3339))
+				fmt.Fprintf(tw, "data\t%s\n", st.DataDir)
+				fmt.Fprintf(tw, "socket\t%s\n", st.Socket)
+				if st.Listen != "" {
+					fmt.Fprintf(tw, "listen\t%s\n", st.Listen)
+					if token != "" {
+						fmt.Fprintf(tw, "token\t%s\n", token)
+					}
+				}
+				mount := st.Mount
+				if mount == "" {
+					mount = "not mounted"
+				}
+				fmt.Fprintf(tw, "mount\t%s\n", mount)
+				fmt.Fprintf(tw, "repos\t%d\n", st.Repos)
+			})
+		},
+	}
+	out.flag(c)
+	return c
+}

@@ -1,0 +1,189 @@
+// Package daemon runs strata's long-lived process: it owns a data
+// directory (one daemon per directory, enforced by a lock on the pid file),
+// opens the store, and serves the API on DATA/strata.sock (mode 0600) and,
+// when asked, on TCP behind a bearer token kept in DATA/token.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-data/strata/api"
+	"github.com/strata-data/strata/store"
+)
+
+// Options configure Run.
+type Options struct {
+	DataDir     string
+	Listen      string // optional TCP address (host:port)
+	Mount       string // where /pfs is mounted ("" when not mounting)
+	NoPipelines bool
+	Log         *slog.Logger
+}
+
+// Files under the data dir.
+func PIDFile(dataDir string) string   { return filepath.Join(dataDir, "strata.pid") }
+func LogFile(dataDir string) string   { return filepath.Join(dataDir, "strata.log") }
+func TokenFile(dataDir string) string { return filepath.Join(dataDir, "token") }
+
+// Run serves until ctx is cancelled, then shuts down cleanly.
+func Run(ctx context.Context, o Options) error {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	dir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	unlock, err := lockPID(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	st, err := store.Open(dir, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	token, err := ensureToken(dir)
+	if err != nil {
+		return err
+	}
+	sock := api.SocketPath(dir)
+	os.Remove(sock) // stale from a crash; the pid lock says nobody else owns it
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", sock, err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ul.Close()
+		return err
+	}
+	started := time.Now().UTC()
+	status := func() api.Status {
+		return api.Status{Version: api.Version, PID: os.Getpid(), DataDir: dir, Started: started,
+			Socket: "unix://" + sock, Listen: tcpAddr(o.Listen), Mount: o.Mount, Pipeline: !o.NoPipelines}
+	}
+	srv := api.NewServer(st, log, status)
+	servers := []*http.Server{{Handler: srv.Handler(""), ReadHeaderTimeout: 10 * time.Second}}
+	listeners := []net.Listener{ul}
+	if o.Listen != "" {
+		tl, err := net.Listen("tcp", o.Listen)
+		if err != nil {
+			ul.Close()
+			return fmt.Errorf("listen on %s: %w", o.Listen, err)
+		}
+		servers = append(servers, &http.Server{Handler: srv.Handler(token), ReadHeaderTimeout: 10 * time.Second})
+		listeners = append(listeners, tl)
+	}
+	errc := make(chan error, len(servers))
+	for i, hs := range servers {
+		go func() { errc <- hs.Serve(listeners[i]) }()
+	}
+	log.Info("strata daemon ready", "data", dir, "socket", sock, "listen", o.Listen, "pid", os.Getpid())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	log.Info("strata daemon stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, hs := range servers {
+		hs.Shutdown(sctx)
+	}
+	os.Remove(sock)
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+func tcpAddr(a string) string {
+	if a == "" {
+		return ""
+	}
+	return "http://" + a
+}
+
+// lockPID takes an exclusive lock on the pid file, so two daemons never
+// share a data dir, and writes our pid into it.
+func lockPID(dir string) (func(), error) {
+	path := PIDFile(dir)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		pid, _ := ReadPID(dir)
+		return nil, fmt.Errorf("another strata daemon (pid %d) is using %s; stop it with 'strata down': %w", pid, dir, os.ErrExist)
+	}
+	f.Truncate(0)
+	f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+	return func() {
+		os.Remove(path)
+		f.Close()
+	}, nil
+}
+
+// ReadPID returns the pid recorded for a data dir's daemon, if its lock is
+// held (0 when no daemon runs there).
+func ReadPID(dir string) (int, error) {
+	buf, err := os.ReadFile(PIDFile(dir))
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(buf)))
+	if err != nil {
+		return 0, fmt.Errorf("pid file %s: %w", PIDFile(dir), err)
+	}
+	if syscall.Kill(pid, 0) != nil {
+		return 0, nil
+	}
+	return pid, nil
+}
+
+// ensureToken returns the data dir's TCP bearer token, creating it once.
+func ensureToken(dir string) (string, error) {
+	path := TokenFile(dir)
+	if buf, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(buf)), nil
+	}
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(b[:])
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+// Token reads the data dir's bearer token.
+func Token(dir string) (string, error) {
+	buf, err := os.ReadFile(TokenFile(dir))
+	return strings.TrimSpace(string(buf)), err
+}

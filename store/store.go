@@ -1,0 +1,439 @@
+package store
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/strata-data/strata/chunk"
+	"github.com/strata-data/strata/meta"
+)
+
+// Store is an open data directory. It is safe for concurrent use.
+type Store struct {
+	Meta   *meta.DB
+	Chunks *chunk.Store
+	dir    string
+}
+
+// Options tune Open.
+type Options struct {
+	Meta meta.Options
+}
+
+// Open opens or initializes the data directory dir.
+func Open(dir string, o Options) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	db, err := meta.Open(filepath.Join(dir, "meta"), o.Meta)
+	if err != nil {
+		return nil, err
+	}
+	var cfg chunk.Config
+	switch err := db.GetConfig("chunk", &cfg); {
+	case errors.Is(err, fs.ErrNotExist):
+		if cfg, err = chunk.NewConfig(); err != nil {
+			db.Close()
+			return nil, err
+		}
+		if err := db.SetConfig("chunk", cfg); err != nil {
+			db.Close()
+			return nil, err
+		}
+	case err != nil:
+		db.Close()
+		return nil, fmt.Errorf("read chunk config: %w", err)
+	}
+	large, err := chunk.NewDir(filepath.Join(dir, "chunks"))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	cs, err := chunk.NewStore(cfg, db.Chunks(), large)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Store{Meta: db, Chunks: cs, dir: dir}, nil
+}
+
+// Close closes the metadata database.
+func (s *Store) Close() error { return s.Meta.Close() }
+
+// Dir is the data directory.
+func (s *Store) Dir() string { return s.dir }
+
+// PutOptions describe a write.
+type PutOptions struct {
+	Append bool
+	Mode   uint32
+	Commit meta.CommitOptions
+}
+
+// ingestFile chunks r into a file entry. With appendTo set, the new bytes
+// continue that file.
+func (s *Store) ingestFile(ctx context.Context, r io.Reader, appendTo []chunk.Ref) (*chunk.Writer, error) {
+	var w *chunk.Writer
+	if appendTo != nil {
+		var err error
+		if w, err = s.Chunks.NewAppendWriter(ctx, appendTo); err != nil {
+			return nil, err
+		}
+	} else {
+		w = s.Chunks.NewWriter(ctx)
+	}
+	if _, err := w.ReadFrom(r); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	return w, nil
+}
+
+func fileChange(p string, w *chunk.Writer, mode uint32) meta.Change {
+	return meta.Change{Op: meta.OpPut, Path: p, Entry: meta.Entry{Type: meta.TypeFile, Mode: mode, Size: w.Size(), Chunks: w.Refs()}}
+}
+
+// PutFile writes one file to a branch (into its open commit, or as a
+// one-off commit) from r.
+func (s *Store) PutFile(ctx context.Context, repo, branch, p string, r io.Reader, o PutOptions) (*meta.WriteResult, error) {
+	p, err := meta.CleanPath(p)
+	if err != nil {
+		return nil, err
+	}
+	if p == "/" {
+		return nil, fmt.Errorf("put: a file needs a path, not the root: %w", meta.ErrInvalid)
+	}
+	if _, err := s.Meta.Branch(repo, branch); err != nil {
+		return nil, err
+	}
+	var prior []chunk.Ref
+	if o.Append {
+		if c, err := s.Meta.Resolve(repo, branch); err == nil {
+			if e, err := s.Meta.Lookup(c.Root, p); err == nil && e.Type == meta.TypeFile {
+				if prior, err = s.Meta.Refs(e); err != nil {
+					return nil, err
+				}
+				if prior == nil {
+					prior = []chunk.Ref{}
+				}
+				if o.Mode == 0 {
+					o.Mode = e.Mode
+				}
+			}
+		}
+	}
+	w, err := s.ingestFile(ctx, r, prior)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return s.write(ctx, repo, branch, []meta.Change{fileChange(p, w, o.Mode)}, o.Commit)
+}
+
+// write makes chunks durable, then commits the changes.
+func (s *Store) write(ctx context.Context, repo, branch string, cs []meta.Change, o meta.CommitOptions) (*meta.WriteResult, error) {
+	if err := s.Chunks.Sync(ctx); err != nil {
+		return nil, err
+	}
+	return s.Meta.Write(repo, branch, cs, o)
+}
+
+// Delete removes a path (recursively) from a branch.
+func (s *Store) Delete(ctx context.Context, repo, branch, p string, o meta.CommitOptions) (*meta.WriteResult, error) {
+	p, err := meta.CleanPath(p)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.Meta.Resolve(repo, branch)
+	if err != nil {
+		return nil, err
+	}
+	if p == "/" {
+		es, err := s.Meta.ReadDir(c.Root)
+		if err != nil {
+			return nil, err
+		}
+		var cs []meta.Change
+		for _, e := range es {
+			cs = append(cs, meta.Change{Op: meta.OpDelete, Path: "/" + e.Name})
+		}
+		return s.write(ctx, repo, branch, cs, o)
+	}
+	if _, err := s.Meta.Lookup(c.Root, p); err != nil {
+		return nil, err
+	}
+	return s.write(ctx, repo, branch, []meta.Change{{Op: meta.OpDelete, Path: p}}, o)
+}
+
+// PutTar writes every regular file and directory of a tar stream under
+// dir on a branch, as one atomic change. Files are ingested concurrently;
+// progress, if set, is called with the bytes read so far.
+func (s *Store) PutTar(ctx context.Context, repo, branch, dir string, r io.Reader, o PutOptions, progress func(files int, bytes int64)) (*meta.WriteResult, error) {
+	dir, err := meta.CleanPath(dir)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Meta.Branch(repo, branch); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tr := tar.NewReader(r)
+	var (
+		mu      sync.Mutex
+		changes []meta.Change
+		first   error
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, 32)
+		files   int
+		total   int64
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if first == nil {
+			first = err
+			cancel()
+		}
+		mu.Unlock()
+	}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			fail(fmt.Errorf("read tar stream: %w", err))
+			break
+		}
+		name := filepath.ToSlash(h.Name)
+		p, err := meta.CleanPath(joinTar(dir, name))
+		if err != nil {
+			fail(fmt.Errorf("tar entry %q: %w", h.Name, err))
+			break
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if p != "/" {
+				mu.Lock()
+				changes = append(changes, meta.Change{Op: meta.OpMkdir, Path: p})
+				mu.Unlock()
+			}
+			continue
+		case tar.TypeReg:
+		default:
+			continue // links, devices: not stored
+		}
+		mode := uint32(0o644)
+		if h.Mode&0o111 != 0 {
+			mode = 0o755
+		}
+		w, err := s.ingestFile(ctx, tr, nil)
+		if err != nil {
+			fail(fmt.Errorf("%s: %w", p, err))
+			break
+		}
+		files++
+		total += h.Size
+		if progress != nil {
+			progress(files, total)
+		}
+		mu.Lock()
+		i := len(changes)
+		changes = append(changes, meta.Change{})
+		mu.Unlock()
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := w.Close(); err != nil {
+				fail(fmt.Errorf("%s: %w", p, err))
+				return
+			}
+			mu.Lock()
+			changes[i] = fileChange(p, w, mode)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return nil, first
+	}
+	return s.write(ctx, repo, branch, changes, o.Commit)
+}
+
+func joinTar(dir, name string) string {
+	if dir == "/" {
+		return "/" + name
+	}
+	return dir + "/" + name
+}
+
+// File is an open file of a commit.
+type File struct {
+	Commit *meta.Commit
+	Path   string
+	Entry  *meta.Entry
+	*chunk.Reader
+}
+
+// Stat resolves repo@ref:path.
+func (s *Store) Stat(repo, ref, p string) (*meta.Commit, *meta.Entry, string, error) {
+	p, err := meta.CleanPath(p)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	c, err := s.Meta.Resolve(repo, ref)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	e, err := s.Meta.Lookup(c.Root, p)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("%s@%s:%w", repo, ref, err)
+	}
+	return c, e, p, nil
+}
+
+// Open opens a file of repo@ref for reading.
+func (s *Store) Open(ctx context.Context, repo, ref, p string) (*File, error) {
+	c, e, p, err := s.Stat(repo, ref, p)
+	if err != nil {
+		return nil, err
+	}
+	if e.Type == meta.TypeDir {
+		return nil, fmt.Errorf("%s@%s:%s: %w", repo, ref, p, meta.ErrIsDir)
+	}
+	refs, err := s.Meta.Refs(e)
+	if err != nil {
+		return nil, err
+	}
+	return &File{Commit: c, Path: p, Entry: e, Reader: s.Chunks.NewReader(ctx, refs)}, nil
+}
+
+// WriteTar streams the files below p of repo@ref as a tar archive, with
+// paths relative to p.
+func (s *Store) WriteTar(ctx context.Context, repo, ref, p string, w io.Writer) error {
+	c, e, p, err := s.Stat(repo, ref, p)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	mtime := c.Started
+	if c.Finished != nil {
+		mtime = *c.Finished
+	}
+	err = s.Meta.Walk(c.Root, p, func(fp string, fe *meta.Entry) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		name := relPath(p, fp, fe)
+		if fe.Type == meta.TypeDir {
+			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: int64(fe.Mode), ModTime: mtime})
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: int64(fe.Mode), Size: fe.Size, ModTime: mtime}); err != nil {
+			return err
+		}
+		refs, err := s.Meta.Refs(fe)
+		if err != nil {
+			return err
+		}
+		_, err = s.Chunks.NewReader(ctx, refs).WriteTo(tw)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	_ = e
+	return tw.Close()
+}
+
+func relPath(base, p string, e *meta.Entry) string {
+	if base == p {
+		return e.Name
+	}
+	if base == "/" {
+		return p[1:]
+	}
+	return p[len(base)+1:]
+}
+
+// Fault is one problem fsck found.
+type Fault struct {
+	Where string `json:"where"`
+	Error string `json:"error"`
+}
+
+// Fsck re-hashes every stored chunk and checks that every commit's tree
+// nodes exist and every chunk they reference is present. It calls fn for
+// each fault and returns the number of commits and chunks checked.
+func (s *Store) Fsck(ctx context.Context, fn func(Fault)) (commits, chunks int, err error) {
+	present := make(map[chunk.ID]bool)
+	err = s.Chunks.Verify(ctx, func(id chunk.ID, err error) {
+		chunks++
+		if err != nil {
+			fn(Fault{Where: "chunk " + id.String(), Error: err.Error()})
+			return
+		}
+		present[id] = true
+	})
+	if err != nil {
+		return 0, chunks, err
+	}
+	seen := make(map[meta.Hash]bool)
+	visit := func(h meta.Hash) bool {
+		if seen[h] {
+			return false
+		}
+		seen[h] = true
+		return true
+	}
+	err = s.Meta.AllCommits(func(c *meta.Commit) error {
+		commits++
+		return s.Meta.Reachable(c.Root, visit, func(p string, r chunk.Ref) {
+			if !present[r.ID] {
+				fn(Fault{Where: fmt.Sprintf("%s@%s:%s", c.Repo, c.ID, p), Error: fmt.Sprintf("chunk %s is missing or corrupt", r.ID)})
+			}
+		}, func(where string, err error) {
+			fn(Fault{Where: fmt.Sprintf("%s@%s:%s", c.Repo, c.ID, where), Error: err.Error()})
+		})
+	})
+	return commits, chunks, err
+}
+
+// GCResult reports what gc removed.
+type GCResult struct {
+	Chunks int   `json:"chunks"`
+	Bytes  int64 `json:"bytes"`
+	Nodes  int   `json:"nodes"`
+}
+
+// DefaultGrace is how old an unreferenced chunk must be before gc deletes
+// it, so a put that is still running never loses a chunk it just wrote.
+const DefaultGrace = time.Hour
+
+// GC deletes chunks and tree nodes that no commit (open or finished)
+// references. Chunks younger than grace are kept.
+func (s *Store) GC(ctx context.Context, grace time.Duration) (*GCResult, error) {
+	live := make(map[chunk.ID]struct{})
+	nodes, err := s.Meta.SweepNodes(func(root meta.Hash, visit func(meta.Hash) bool) error {
+		return s.Meta.Reachable(root, visit, func(_ string, r chunk.Ref) { live[r.ID] = struct{}{} }, nil)
+	})
+	if err != nil {
+		return nil, err
+	}
+	n, b, err := s.Chunks.Sweep(ctx, func(id chunk.ID) bool { _, ok := live[id]; return ok }, grace)
+	if err != nil {
+		return nil, err
+	}
+	return &GCResult{Chunks: n, Bytes: b, Nodes: nodes}, nil
+}
