@@ -35,6 +35,12 @@ type Store struct {
 	bufs, smallBufs, encBufs sync.Pool // *[]byte
 }
 
+// TouchAfter is how old a chunk must be before a Put that deduplicates
+// against it refreshes its ModTime. Refreshing every hit would rewrite the
+// small chunks of every re-put; gc grace periods must be at least this long
+// to protect concurrent writers that rely on ModTime.
+const TouchAfter = 10 * time.Minute
+
 // smallBuf is the capacity of a Writer's first buffer, so small files do not
 // take a MaxSize buffer each.
 const smallBuf = 64 << 10
@@ -103,8 +109,11 @@ func (s *Store) put(ctx context.Context, b []byte) (Ref, error) {
 	}
 	ref := Ref{ID: Sum(data), Size: uint32(len(data))}
 	be := s.backend(len(data))
-	switch _, err := be.Stat(ctx, ref.ID); {
+	switch info, err := be.Stat(ctx, ref.ID); {
 	case err == nil:
+		if time.Since(info.ModTime) < TouchAfter {
+			return ref, nil // recent enough for any grace period >= TouchAfter
+		}
 		if t, ok := be.(Toucher); ok {
 			err := t.Touch(ctx, ref.ID)
 			if err == nil {

@@ -21,6 +21,12 @@ type Store struct {
 	Meta   *meta.DB
 	Chunks *chunk.Store
 	dir    string
+
+	// writes is held shared by every write from its first chunk to its
+	// metadata commit, and exclusively by gc, so gc in this process never
+	// deletes a chunk that a running write has stored but not yet
+	// committed, whatever the grace period.
+	writes sync.RWMutex
 }
 
 // Options tune Open.
@@ -130,6 +136,8 @@ func (s *Store) PutFile(ctx context.Context, repo, branch, p string, r io.Reader
 			}
 		}
 	}
+	s.writes.RLock()
+	defer s.writes.RUnlock()
 	w, err := s.ingestFile(ctx, r, prior)
 	if err != nil {
 		return nil, err
@@ -186,6 +194,8 @@ func (s *Store) PutTar(ctx context.Context, repo, branch, dir string, r io.Reade
 	if _, err := s.Meta.Branch(repo, branch); err != nil {
 		return nil, err
 	}
+	s.writes.RLock()
+	defer s.writes.RUnlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tr := tar.NewReader(r)
@@ -424,6 +434,8 @@ const DefaultGrace = time.Hour
 // GC deletes chunks and tree nodes that no commit (open or finished)
 // references. Chunks younger than grace are kept.
 func (s *Store) GC(ctx context.Context, grace time.Duration) (*GCResult, error) {
+	s.writes.Lock()
+	defer s.writes.Unlock()
 	live := make(map[chunk.ID]struct{})
 	nodes, err := s.Meta.SweepNodes(func(root meta.Hash, visit func(meta.Hash) bool) error {
 		return s.Meta.Reachable(root, visit, func(_ string, r chunk.Ref) { live[r.ID] = struct{}{} }, nil)
