@@ -1,7 +1,9 @@
 package api
 
 import (
+	"context"
 	"errors"
+	"syscall"
 	"net/http"
 
 	"github.com/strata-data/strata/chunk"
@@ -30,6 +32,12 @@ var ErrUnauthorized = errors.New("unauthorized")
 
 // classify maps an error to its code and HTTP status.
 func classify(err error) (string, int) {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timeout", http.StatusGatewayTimeout
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return "no_space", http.StatusInsufficientStorage
+	}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {
 			return c.code, c.status

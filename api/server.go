@@ -230,7 +230,7 @@ func (s *Server) routes() {
 		if f.Commit.Finished != nil {
 			mod = *f.Commit.Finished
 		}
-		http.ServeContent(w, r, "", mod, f)
+		http.ServeContent(w, r, "", mod, &logReader{File: f, log: s.log})
 		return nil
 	})
 	s.handle("GET /v1/repos/{repo}/commits/{ref}/tar", func(w http.ResponseWriter, r *http.Request) error {
@@ -291,6 +291,23 @@ func (s *Server) routes() {
 	})
 }
 
+// logReader logs a read fault: once the body has started, the client only
+// sees a cut stream, so the daemon log must say why.
+type logReader struct {
+	*store.File
+	log    *slog.Logger
+	logged bool
+}
+
+func (l *logReader) Read(p []byte) (int, error) {
+	n, err := l.File.Read(p)
+	if err != nil && err != io.EOF && !l.logged {
+		l.logged = true
+		l.log.Error("file read failed", "repo", l.Commit.Repo, "commit", l.Commit.ID, "path", l.Path, "err", err)
+	}
+	return n, err
+}
+
 func commitOptions(r *http.Request) meta.CommitOptions {
 	return meta.CommitOptions{Message: r.URL.Query().Get("message")}
 }
@@ -302,6 +319,7 @@ type RepoInfo struct {
 	Size     int64    `json:"size"`
 	Files    int64    `json:"files"`
 	Head     string   `json:"head,omitempty"`
+	Commits  int      `json:"commits"`
 }
 
 func (s *Server) repoInfo(r *meta.Repo) RepoInfo {
@@ -311,7 +329,8 @@ func (s *Server) repoInfo(r *meta.Repo) RepoInfo {
 			info.Branches = append(info.Branches, b.Name)
 		}
 	}
-	if c, err := s.st.Meta.Resolve(r.Name, meta.DefaultBranch); err == nil {
+	info.Commits, _ = s.st.Meta.CommitCount(r.Name)
+	if c, err := s.st.Meta.ResolveFinished(r.Name, meta.DefaultBranch); err == nil {
 		info.Size, info.Files, info.Head = c.Size, c.Files, c.ID
 	}
 	return info
@@ -382,7 +401,7 @@ type DiffEntry struct {
 
 func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
 	repo, q := r.PathValue("repo"), r.URL.Query()
-	to, err := s.st.Meta.Resolve(repo, q.Get("to"))
+	to, err := s.st.Meta.ResolveFinished(repo, q.Get("to"))
 	if err != nil {
 		return err
 	}
@@ -393,7 +412,7 @@ func (s *Server) diff(w http.ResponseWriter, r *http.Request) error {
 	}
 	var from *meta.Commit
 	if fromRef != "" {
-		if from, err = s.st.Meta.Resolve(repo, fromRef); err != nil {
+		if from, err = s.st.Meta.ResolveFinished(repo, fromRef); err != nil {
 			return err
 		}
 		fromRoot = from.Root
@@ -467,9 +486,6 @@ func readJSON(r *http.Request, v any) error {
 
 func writeError(w http.ResponseWriter, err error) {
 	code, status := classify(err)
-	if errors.Is(err, context.DeadlineExceeded) {
-		code, status = "timeout", http.StatusGatewayTimeout
-	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]string{"error": strings.TrimSpace(err.Error()), "code": code})

@@ -277,7 +277,7 @@ func extractTar(r io.Reader, dir string) error {
 			return fmt.Errorf("reading from daemon: %w", err)
 		}
 		name := path.Clean("/" + h.Name)
-		if name == "/" || strings.Contains(h.Name, "..") {
+		if name == "/" || name != "/"+strings.TrimSuffix(h.Name, "/") {
 			return fmt.Errorf("refusing unsafe path %q in archive", h.Name)
 		}
 		dst := filepath.Join(dir, filepath.FromSlash(name[1:]))

@@ -85,7 +85,7 @@ func repoCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(tw, "Branches:\t%s\n", strings.Join(r.Branches, ", "))
 				fmt.Fprintf(tw, "Head of main:\t%s\n", r.Head)
 				fmt.Fprintf(tw, "Size of main:\t%s in %d files\n", humanBytes(r.Size), r.Files)
-				fmt.Fprintf(tw, "Commits:\t%d\n", r.NextSeq)
+				fmt.Fprintf(tw, "Commits:\t%d\n", r.Commits)
 			})
 		},
 	}

@@ -32,6 +32,7 @@ const (
 	ExitInvalid     = 5
 	ExitUnreachable = 6
 	ExitFaults      = 7
+	ExitAuth        = 8
 )
 
 // errFaults: fsck found problems (already printed).
@@ -74,6 +75,11 @@ References are REPO@BRANCH, REPO@COMMIT (or a unique prefix), REPO@BRANCH^N
 		putCmd(g), getCmd(g), lsCmd(g), catCmd(g), rmCmd(g), diffCmd(g), logCmd(g),
 		fsckCmd(g), gcCmd(g), versionCmd(g),
 	)
+	for _, c := range root.Commands() {
+		if c.HasSubCommands() {
+			groupArgs(c)
+		}
+	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	err := root.ExecuteContext(ctx)
 	if err == nil {
@@ -85,6 +91,18 @@ References are REPO@BRANCH, REPO@COMMIT (or a unique prefix), REPO@BRANCH^N
 	return exitCode(err)
 }
 
+// groupArgs makes a command group (repo, branch, ...) reject an unknown
+// verb instead of printing help and exiting 0.
+func groupArgs(c *cobra.Command) {
+	c.Args = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usagef("unknown command %q for %q; see '%s --help'", args[0], c.CommandPath(), c.CommandPath())
+		}
+		return nil
+	}
+	c.RunE = func(c *cobra.Command, args []string) error { return c.Help() }
+}
+
 func exitCode(err error) int {
 	var ue usageError
 	switch {
@@ -92,6 +110,8 @@ func exitCode(err error) int {
 		return ExitUsage
 	case errors.Is(err, errFaults):
 		return ExitFaults
+	case errors.Is(err, api.ErrUnauthorized):
+		return ExitAuth
 	case errors.Is(err, api.ErrUnreachable):
 		return ExitUnreachable
 	case errors.Is(err, meta.ErrNotExist):

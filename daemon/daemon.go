@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -82,7 +81,7 @@ func Run(ctx context.Context, o Options) error {
 	started := time.Now().UTC()
 	status := func() api.Status {
 		return api.Status{Version: api.Version, PID: os.Getpid(), DataDir: dir, Started: started,
-			Socket: "unix://" + sock, Listen: tcpAddr(o.Listen), Mount: o.Mount, Pipeline: !o.NoPipelines}
+			Socket: "unix://" + sock, Listen: tcpAddr(o.Listen), Mount: o.Mount}
 	}
 	srv := api.NewServer(st, log, status)
 	servers := []*http.Server{{Handler: srv.Handler(""), ReadHeaderTimeout: 10 * time.Second}}
@@ -159,7 +158,15 @@ func ReadPID(dir string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("pid file %s: %w", PIDFile(dir), err)
 	}
-	if syscall.Kill(pid, 0) != nil {
+	// The pid counts only while its daemon holds the lock; after a crash
+	// the file is stale and the pid may belong to someone else.
+	f, err := os.Open(PIDFile(dir))
+	if err != nil {
+		return 0, nil
+	}
+	defer f.Close()
+	if unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB) == nil {
+		unix.Flock(int(f.Fd()), unix.LOCK_UN)
 		return 0, nil
 	}
 	return pid, nil

@@ -88,6 +88,18 @@ func (db *DB) Commit(repo, id string) (*Commit, error) {
 // unique prefix of one (at least 4 hex digits), optionally followed by ^N
 // (or ~N): the N-th ancestor. A bare ^ means ^1.
 func (db *DB) Resolve(repo, ref string) (*Commit, error) {
+	return db.resolve(repo, ref, false)
+}
+
+// ResolveFinished resolves ref for reading: like Resolve, except that a
+// branch whose head is an open commit stands for the newest finished commit
+// before it, so readers never see a half-written commit. An open commit
+// named by its ID is still returned (the caller asked for it).
+func (db *DB) ResolveFinished(repo, ref string) (*Commit, error) {
+	return db.resolve(repo, ref, true)
+}
+
+func (db *DB) resolve(repo, ref string, finished bool) (*Commit, error) {
 	if _, err := db.Repo(repo); err != nil {
 		return nil, err
 	}
@@ -102,6 +114,14 @@ func (db *DB) Resolve(repo, ref string) (*Commit, error) {
 		}
 		if c, err = db.Commit(repo, br.Head); err != nil {
 			return nil, err
+		}
+		if finished && c.State == StateOpen {
+			if c.Parent == "" {
+				return nil, fmt.Errorf("branch %s@%s has no finished commits yet (commit %s is open): %w", repo, base, c.ID, ErrNotExist)
+			}
+			if c, err = db.Commit(repo, c.Parent); err != nil {
+				return nil, err
+			}
 		}
 	} else if !isNotExist(err) {
 		return nil, err
@@ -312,11 +332,11 @@ func (db *DB) Apply(repo, ref string, cs []Change) (*Commit, error) {
 
 // WriteResult reports what Write did.
 type WriteResult struct {
-	Commit *Commit
+	Commit *Commit `json:"commit"`
 	// OneOff is true when the write made and finished its own commit.
-	OneOff bool
+	OneOff bool `json:"one_off"`
 	// NodeBytes counts the tree metadata the write added.
-	NodeBytes int
+	NodeBytes int `json:"node_bytes"`
 }
 
 // Write applies changes to a branch: into its open commit if it has one,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -204,10 +205,16 @@ func step(it *pebble.Iterator, rev bool) bool {
 
 type quietLogger struct{}
 
-func (quietLogger) Infof(string, ...any)  {}
-func (quietLogger) Errorf(string, ...any) {}
+// quietLogger drops Pebble's chatter but keeps its errors in the daemon's
+// log (stderr).
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "metadata: "+format+"\n", args...)
+}
 func (quietLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	fmt.Fprintln(os.Stderr, "metadata: fatal: "+msg)
+	panic(msg)
 }
 
 // nodeCache is a small LRU of decoded, immutable tree nodes.

@@ -336,3 +336,24 @@ func TestReopenKeepsState(t *testing.T) {
 		t.Fatalf("entry size %d", e.Size)
 	}
 }
+
+func TestReadersSkipOpenCommits(t *testing.T) {
+	db := openTest(t)
+	db.CreateRepo("r", "", "")
+	if _, err := db.StartCommit("r", "main", CommitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ResolveFinished("r", "main"); !errors.Is(err, ErrNotExist) {
+		t.Fatalf("branch whose only commit is open: %v, want ErrNotExist", err)
+	}
+	first, _ := db.FinishCommit("r", "main", "")
+	open, _ := db.StartCommit("r", "main", CommitOptions{})
+	for ref, want := range map[string]string{"main": first.ID, open.ID: open.ID} {
+		if c, err := db.ResolveFinished("r", ref); err != nil || c.ID != want {
+			t.Errorf("ResolveFinished(%q) = %v, %v; want %s", ref, c, err, want)
+		}
+	}
+	if c, _ := db.Resolve("r", "main"); c.ID != open.ID {
+		t.Errorf("Resolve(main) = %s, want the open commit %s", c.ID, open.ID)
+	}
+}

@@ -76,12 +76,13 @@ func (db *DB) Repos() ([]*Repo, error) {
 func (db *DB) DeleteRepo(name string, force bool) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
-	r, err := db.Repo(name)
-	if err != nil {
+	if _, err := db.Repo(name); err != nil {
 		return err
 	}
-	if r.NextSeq > 0 && !force {
-		return fmt.Errorf("repo %q has %d commits; delete it with --force: %w", name, r.NextSeq, ErrConflict)
+	if n, err := db.CommitCount(name); err != nil {
+		return err
+	} else if n > 0 && !force {
+		return fmt.Errorf("repo %q has %d commits; delete it with --force: %w", name, n, ErrConflict)
 	}
 	b := db.pdb.NewBatch()
 	b.Delete(key(famRepo, name), nil)
@@ -147,6 +148,8 @@ func (db *DB) SetBranch(repo, name, head string) (*Branch, error) {
 	}
 	br, err := db.Branch(repo, name)
 	switch {
+	case err == nil && head == "":
+		return nil, fmt.Errorf("branch %s@%s already exists; give --head REF to move it: %w", repo, name, ErrExist)
 	case err == nil:
 		if cur, err := db.Commit(repo, br.Head); err == nil && cur.State == StateOpen {
 			return nil, fmt.Errorf("branch %s@%s has open commit %s; finish or delete it first: %w", repo, name, cur.ID, ErrConflict)
@@ -176,6 +179,16 @@ func (db *DB) DeleteBranch(repo, name string) error {
 	b := db.pdb.NewBatch()
 	b.Delete(key(famBranch, repo, name), nil)
 	return db.commit(b)
+}
+
+// CommitCount counts a repo's commits.
+func (db *DB) CommitCount(repo string) (int, error) {
+	n := 0
+	err := db.scan(append(key(famSeq, repo), 0), false, func(_, _ []byte) (bool, error) {
+		n++
+		return true, nil
+	})
+	return n, err
 }
 
 func seqKey(repo string, seq uint64) []byte {

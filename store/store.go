@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -222,10 +223,13 @@ func (s *Store) PutTar(ctx context.Context, repo, branch, dir string, r io.Reade
 			break
 		}
 		if err != nil {
-			fail(fmt.Errorf("read tar stream: %w", err))
+			fail(fmt.Errorf("read tar stream: %v: %w", err, meta.ErrInvalid))
 			break
 		}
-		name := filepath.ToSlash(h.Name)
+		name := strings.TrimPrefix(filepath.ToSlash(h.Name), "./")
+		if name == "" || name == "." {
+			continue // the archive's own root
+		}
 		p, err := meta.CleanPath(joinTar(dir, name))
 		if err != nil {
 			fail(fmt.Errorf("tar entry %q: %w", h.Name, err))
@@ -303,7 +307,7 @@ func (s *Store) Stat(repo, ref, p string) (*meta.Commit, *meta.Entry, string, er
 	if err != nil {
 		return nil, nil, "", err
 	}
-	c, err := s.Meta.Resolve(repo, ref)
+	c, err := s.Meta.ResolveFinished(repo, ref)
 	if err != nil {
 		return nil, nil, "", err
 	}

@@ -201,6 +201,11 @@ func TestCLIRoundTrip(t *testing.T) {
 	d.fails(4, "already has open commit", "commit", "start", "data@main")
 	d.ok([]byte("a"), "put", "data@main:/batch/a", "-f", "-")
 	d.ok(nil, "rm", "-r", "data@main:/d03")
+	// Readers of the branch keep seeing the last finished commit.
+	if _, code := d.run(nil, "cat", "data@main:/batch/a"); code != 3 {
+		t.Fatalf("open commit visible through the branch: cat exit %d", code)
+	}
+	d.ok(nil, "ls", "data@main:/d03")
 	d.fails(2, "is a directory", "rm", "data@main:/d04")
 	d.ok(nil, "commit", "finish", "data@main")
 	diff := d.ok(nil, "diff", "data@main")
@@ -216,6 +221,7 @@ func TestCLIRoundTrip(t *testing.T) {
 	d.ok(nil, "get", "-r", "data@main:/", "-o", filepath.Join(tmp, "out2"))
 	sameTree(t, src, filepath.Join(tmp, "out2"))
 	d.ok(nil, "branch", "create", "data@exp", "--head", first)
+	d.fails(4, "already exists", "branch", "create", "data@exp")
 	if out := d.ok(nil, "branch", "list", "data"); !strings.Contains(out, "exp") {
 		t.Fatalf("branch list:\n%s", out)
 	}
@@ -294,8 +300,11 @@ func TestCrashMidPut(t *testing.T) {
 	if c["state"] != "open" {
 		t.Fatalf("open commit after crash: state %v", c["state"])
 	}
-	if got := d.ok(nil, "cat", "r@staging:/kept.txt"); got != "kept" {
+	if got := d.ok(nil, "cat", "r@"+c["id"].(string)+":/kept.txt"); got != "kept" {
 		t.Fatalf("write in open commit lost: %q", got)
+	}
+	if _, code := d.run(nil, "cat", "r@staging:/kept.txt"); code != 3 {
+		t.Fatalf("reading the branch shows its open commit (cat exit %d)", code)
 	}
 	d.ok(nil, "commit", "finish", "r@staging")
 	if out := d.ok(nil, "fsck"); !strings.Contains(out, " 0 faults") {
