@@ -3,8 +3,8 @@ package api
 import (
 	"context"
 	"errors"
-	"syscall"
 	"net/http"
+	"syscall"
 
 	"github.com/strata-data/strata/chunk"
 	"github.com/strata-data/strata/meta"
