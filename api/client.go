@@ -71,10 +71,12 @@ func NewClient(addr, token string) (*Client, error) {
 				return d.DialContext(ctx, "unix", sock)
 			},
 			MaxIdleConnsPerHost: 16,
+			WriteBufferSize:     256 << 10,
+			ReadBufferSize:      256 << 10,
 		}}
 	case strings.HasPrefix(addr, "http://"), strings.HasPrefix(addr, "https://"):
 		c.base = strings.TrimSuffix(addr, "/")
-		c.hc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+		c.hc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, WriteBufferSize: 256 << 10, ReadBufferSize: 256 << 10}}
 	default:
 		return nil, fmt.Errorf("server address %q: want unix:///path/to/strata.sock or http://host:port: %w", addr, meta.ErrInvalid)
 	}

@@ -64,8 +64,10 @@ func NewStore(cfg Config, small, large Backend) (*Store, error) {
 		rabin:    rabinFor(cfg.Polynomial),
 		small:    small,
 		large:    large,
-		work:     make(chan struct{}, p),
-		inflight: make(chan struct{}, 2*p+2),
+		// Twice the CPUs: a worker waiting on backend I/O leaves its core
+		// to another.
+		work:     make(chan struct{}, 2*p),
+		inflight: make(chan struct{}, 4*p+2),
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, 1+cfg.MaxSize); return &b }
 	s.smallBufs.New = func() any { b := make([]byte, 0, 1+smallBuf); return &b }

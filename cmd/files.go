@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"archive/tar"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -132,7 +133,14 @@ func putDir(ctx context.Context, cl *api.Client, r ref, o *putOptions, show bool
 	bar := newProgress(show, filepath.Base(root), total)
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(writeTar(root, bar.writer(pw)))
+		// Large writes keep the pipe and the socket from ping-ponging
+		// between goroutines for every tar block.
+		bw := bufio.NewWriterSize(bar.writer(pw), 1<<20)
+		err := writeTar(root, bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err)
 	}()
 	res, err := cl.PutTar(ctx, r.repo, r.ref, r.path, pr, o.message)
 	pr.CloseWithError(errors.New("upload stopped"))

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -98,6 +99,10 @@ func Run(ctx context.Context, o Options) error {
 	errc := make(chan error, len(servers))
 	for i, hs := range servers {
 		go func() { errc <- hs.Serve(listeners[i]) }()
+	}
+	if addr := os.Getenv("STRATA_PPROF"); addr != "" {
+		// Profiling for operators: go tool pprof http://ADDR/debug/pprof/profile
+		go http.ListenAndServe(addr, nil)
 	}
 	log.Info("strata daemon ready", "data", dir, "socket", sock, "listen", o.Listen, "pid", os.Getpid())
 

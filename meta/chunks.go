@@ -1,7 +1,6 @@
 package meta
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -14,8 +13,10 @@ import (
 )
 
 // ChunkBackend keeps small chunks in the metadata database, so a million
-// tiny files do not become a million files on disk. Each value is an 8-byte
-// write time (for gc's grace period) followed by the stored chunk.
+// tiny files do not become a million files on disk. Each chunk has two
+// keys: its bytes, and a small record of its last write time (for gc's
+// grace period) and size, kept apart so the dedup check (Stat) and Touch
+// never read or rewrite the chunk itself.
 //
 // Puts are written without a WAL sync: they become durable with the next
 // synced metadata batch, which always follows before a commit references
@@ -33,31 +34,34 @@ var (
 // Chunks returns the small-chunk backend stored in db.
 func (db *DB) Chunks() *ChunkBackend { return &ChunkBackend{db: db} }
 
-func chunkKey(id chunk.ID) []byte { return append([]byte{famChunk}, id[:]...) }
+func chunkKey(fam byte, id chunk.ID) []byte { return append([]byte{fam}, id[:]...) }
+
+// infoRecord encodes the write time (now) and stored size.
+func infoRecord(size int64) []byte {
+	b := binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano()))
+	return binary.AppendUvarint(b, uint64(size))
+}
 
 func (c *ChunkBackend) Put(_ context.Context, id chunk.ID, data []byte) error {
-	v := make([]byte, 8+len(data))
-	binary.BigEndian.PutUint64(v, uint64(time.Now().UnixNano()))
-	copy(v[8:], data)
-	if err := c.db.pdb.Set(chunkKey(id), v, pebble.NoSync); err != nil {
+	b := c.db.pdb.NewBatch()
+	b.Set(chunkKey(famChunk, id), data, nil)
+	b.Set(chunkKey(famCTime, id), infoRecord(int64(len(data))), nil)
+	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("put chunk %s: %w", id, err)
 	}
 	return nil
 }
 
 func (c *ChunkBackend) Get(_ context.Context, id chunk.ID) ([]byte, error) {
-	v, err := c.db.get(chunkKey(id))
+	v, err := c.db.get(chunkKey(famChunk, id))
 	if err != nil {
 		return nil, fmt.Errorf("chunk %s: %w", id, err)
 	}
-	if len(v) < 8 {
-		return nil, fmt.Errorf("chunk %s: short record: %w", id, chunk.ErrCorrupt)
-	}
-	return v[8:], nil
+	return v, nil
 }
 
 func (c *ChunkBackend) Stat(_ context.Context, id chunk.ID) (chunk.Info, error) {
-	v, closer, err := c.db.pdb.Get(chunkKey(id))
+	v, closer, err := c.db.pdb.Get(chunkKey(famCTime, id))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return chunk.Info{}, fmt.Errorf("chunk %s: %w", id, ErrNotExist)
 	}
@@ -65,30 +69,31 @@ func (c *ChunkBackend) Stat(_ context.Context, id chunk.ID) (chunk.Info, error) 
 		return chunk.Info{}, err
 	}
 	defer closer.Close()
-	return info(v), nil
-}
-
-func info(v []byte) chunk.Info {
-	if len(v) < 8 {
-		return chunk.Info{}
+	size, n := binary.Uvarint(v[min(8, len(v)):])
+	if len(v) < 8 || n <= 0 {
+		return chunk.Info{}, fmt.Errorf("chunk %s: bad info record: %w", id, chunk.ErrCorrupt)
 	}
-	return chunk.Info{Size: int64(len(v) - 8), ModTime: time.Unix(0, int64(binary.BigEndian.Uint64(v)))}
+	return chunk.Info{Size: int64(size), ModTime: time.Unix(0, int64(binary.BigEndian.Uint64(v)))}, nil
 }
 
 func (c *ChunkBackend) Touch(ctx context.Context, id chunk.ID) error {
-	data, err := c.Get(ctx, id)
+	info, err := c.Stat(ctx, id)
 	if err != nil {
 		return err
 	}
-	return c.Put(ctx, id, data)
+	return c.db.pdb.Set(chunkKey(famCTime, id), infoRecord(info.Size), pebble.NoSync)
 }
 
 func (c *ChunkBackend) Delete(_ context.Context, id chunk.ID) error {
-	return c.db.pdb.Delete(chunkKey(id), pebble.NoSync)
+	b := c.db.pdb.NewBatch()
+	b.Delete(chunkKey(famChunk, id), nil)
+	b.Delete(chunkKey(famCTime, id), nil)
+	return b.Commit(pebble.NoSync)
 }
 
 func (c *ChunkBackend) List(ctx context.Context, fn func(chunk.ID, chunk.Info) error) error {
-	return c.db.scan([]byte{famChunk}, false, func(k, v []byte) (bool, error) {
+	// Walk the small info records, not the chunks themselves.
+	return c.db.scan([]byte{famCTime}, false, func(k, _ []byte) (bool, error) {
 		if err := ctx.Err(); err != nil {
 			return false, err
 		}
@@ -97,7 +102,11 @@ func (c *ChunkBackend) List(ctx context.Context, fn func(chunk.ID, chunk.Info) e
 			return true, nil
 		}
 		copy(id[:], k[1:])
-		return true, fn(id, info(bytes.Clone(v)))
+		info, err := c.Stat(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		return true, fn(id, info)
 	})
 }
 

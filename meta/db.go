@@ -8,8 +8,11 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 )
 
 // Key families. Every key starts with one byte naming its family; names
@@ -21,6 +24,7 @@ const (
 	famSeq    = 's' // s repo 0 seq(8, big endian) -> id
 	famNode   = 'n' // n hash -> encoded tree node
 	famChunk  = 'k' // k id -> small chunk (see ChunkBackend)
+	famCTime  = 'K' // K id -> the chunk's last write time
 	famConfig = 'm' // m name -> store-wide settings
 )
 
@@ -55,11 +59,28 @@ func Open(dir string, o Options) (*DB, error) {
 	}
 	cache := pebble.NewCache(o.CacheBytes)
 	defer cache.Unref()
-	pdb, err := pebble.Open(dir, &pebble.Options{
-		Cache:        cache,
-		MemTableSize: 64 << 20,
-		Logger:       quietLogger{},
-	})
+	po := &pebble.Options{
+		Cache:                 cache,
+		MemTableSize:          64 << 20,
+		L0CompactionThreshold: 4,
+		LBaseMaxBytes:         512 << 20,
+		Logger:                quietLogger{},
+		// Value separation keeps small chunks (most of the bytes here) in
+		// blob files that compactions reference instead of rewriting.
+		FormatMajorVersion: pebble.FormatValueSeparation,
+	}
+	po.Experimental.EnableColumnarBlocks = func() bool { return true }
+	po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+		return pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: 512, MaxBlobReferenceDepth: 10,
+			RewriteMinimumAge: 10 * time.Minute, TargetGarbageRatio: 0.2}
+	}
+	for i := range po.Levels {
+		// Bloom filters make the dedup check for a new chunk a memory lookup;
+		// chunks are compressed already, and tree nodes are mostly hashes.
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		po.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+	}
+	pdb, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("open metadata in %s: %w", dir, err)
 	}
