@@ -59,11 +59,11 @@ func NewStore(cfg Config, small, large Backend) (*Store, error) {
 	}
 	p := runtime.GOMAXPROCS(0)
 	s := &Store{
-		cfg:      cfg,
-		codec:    codecs[cfg.Codec],
-		rabin:    rabinFor(cfg.Polynomial),
-		small:    small,
-		large:    large,
+		cfg:   cfg,
+		codec: codecs[cfg.Codec],
+		rabin: rabinFor(cfg.Polynomial),
+		small: small,
+		large: large,
 		// Twice the CPUs: a worker waiting on backend I/O leaves its core
 		// to another.
 		work:     make(chan struct{}, 2*p),
