@@ -8,6 +8,7 @@ import (
 
 	"github.com/strata-data/strata/chunk"
 	"github.com/strata-data/strata/meta"
+	"github.com/strata-data/strata/store"
 )
 
 // Error codes on the wire, each tied to one sentinel.
@@ -25,6 +26,7 @@ var codes = []struct {
 	{"invalid", http.StatusBadRequest, meta.ErrInvalid},
 	{"unauthorized", http.StatusUnauthorized, ErrUnauthorized},
 	{"corrupt", http.StatusInternalServerError, chunk.ErrCorrupt},
+	{"stale", http.StatusPreconditionFailed, store.ErrStale},
 }
 
 // ErrUnauthorized: a TCP request without the right bearer token.

@@ -1,10 +1,7 @@
 package cmd
 
 import (
-	"archive/tar"
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -25,6 +22,7 @@ type putOptions struct {
 	recursive bool
 	appendTo  bool
 	message   string
+	noCache   bool
 	out       output
 }
 
@@ -48,6 +46,7 @@ at once or not at all. Existing files are overwritten unless --append.
 	c.Flags().BoolVarP(&o.recursive, "recursive", "r", false, "put a directory tree")
 	c.Flags().BoolVarP(&o.appendTo, "append", "a", false, "append to the file instead of overwriting it")
 	c.Flags().StringVarP(&o.message, "message", "m", "", "commit message")
+	c.Flags().BoolVar(&o.noCache, "no-cache", false, "with -r: read and send every file, even those unchanged since the last put of this directory")
 	o.out.flag(c)
 	return c
 }
@@ -115,13 +114,11 @@ func runPut(ctx context.Context, g *globals, o *putOptions, target string) error
 	})
 }
 
-// putDir streams a directory as a tar archive; the daemon commits it as one
-// change.
+// putDir uploads a directory tree; the daemon commits it as one change.
 func putDir(ctx context.Context, cl *api.Client, r ref, o *putOptions, show bool) (*meta.WriteResult, error) {
-	root := o.file
 	var total int64
 	if show {
-		filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+		filepath.WalkDir(o.file, func(_ string, d fs.DirEntry, err error) error {
 			if err == nil && d.Type().IsRegular() {
 				if fi, err := d.Info(); err == nil {
 					total += fi.Size()
@@ -130,62 +127,16 @@ func putDir(ctx context.Context, cl *api.Client, r ref, o *putOptions, show bool
 			return nil
 		})
 	}
-	bar := newProgress(show, filepath.Base(root), total)
-	pr, pw := io.Pipe()
-	go func() {
-		// Large writes keep the pipe and the socket from ping-ponging
-		// between goroutines for every tar block.
-		bw := bufio.NewWriterSize(bar.writer(pw), 1<<20)
-		err := writeTar(root, bw)
-		if err == nil {
-			err = bw.Flush()
+	bar := newProgress(show, filepath.Base(o.file), total)
+	opts := api.PutDirOptions{Message: o.message, Progress: bar.set}
+	if !o.noCache {
+		if dir, err := os.UserCacheDir(); err == nil {
+			opts.CacheDir = filepath.Join(dir, "strata", "put")
 		}
-		pw.CloseWithError(err)
-	}()
-	res, err := cl.PutTar(ctx, r.repo, r.ref, r.path, pr, o.message)
-	pr.CloseWithError(errors.New("upload stopped"))
+	}
+	res, err := cl.PutDir(ctx, r.repo, r.ref, r.path, o.file, opts)
 	bar.done(err == nil)
 	return res, err
-}
-
-// writeTar writes the regular files and directories below root.
-func writeTar(root string, w io.Writer) error {
-	tw := tar.NewWriter(w)
-	buf := make([]byte, 1<<20)
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil || rel == "." {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		switch {
-		case d.IsDir():
-			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: rel + "/", Mode: 0o755})
-		case d.Type().IsRegular():
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			fi, err := f.Stat()
-			if err != nil {
-				return err
-			}
-			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: rel, Size: fi.Size(), Mode: int64(fi.Mode().Perm())}); err != nil {
-				return err
-			}
-			_, err = io.CopyBuffer(tw, io.LimitReader(f, fi.Size()), buf)
-			return err
-		}
-		return nil // symlinks, sockets, devices are not stored
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
 }
 
 func getCmd(g *globals) *cobra.Command {
@@ -259,58 +210,10 @@ func getFile(ctx context.Context, cl *api.Client, r ref, out string, size int64)
 }
 
 func getDir(ctx context.Context, cl *api.Client, r ref, out string, size int64) error {
-	rc, err := cl.GetTar(ctx, r.repo, r.ref, r.path)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return err
-	}
 	bar := newProgress(true, path.Base(r.path), size)
-	err = extractTar(bar.reader(rc), out)
+	err := cl.GetDir(ctx, r.repo, r.ref, r.path, out, bar.set)
 	bar.done(err == nil)
 	return err
-}
-
-func extractTar(r io.Reader, dir string) error {
-	tr := tar.NewReader(r)
-	buf := make([]byte, 1<<20)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("reading from daemon: %w", err)
-		}
-		name := path.Clean("/" + h.Name)
-		if name == "/" || name != "/"+strings.TrimSuffix(h.Name, "/") {
-			return fmt.Errorf("refusing unsafe path %q in archive", h.Name)
-		}
-		dst := filepath.Join(dir, filepath.FromSlash(name[1:]))
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(dst, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				return err
-			}
-			f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, fs.FileMode(h.Mode)&0o777)
-			if err != nil {
-				return err
-			}
-			_, err = io.CopyBuffer(f, tr, buf)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		}
-	}
 }
 
 func lsCmd(g *globals) *cobra.Command {

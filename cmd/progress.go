@@ -46,6 +46,13 @@ func (p *progress) writer(w io.Writer) io.Writer {
 	return w
 }
 
+// set moves the bar to n.
+func (p *progress) set(n int64) {
+	if p.bar != nil {
+		p.bar.SetCurrent(n)
+	}
+}
+
 // done completes (or aborts) the bar and waits for the last render.
 func (p *progress) done(ok bool) {
 	if p.bar == nil {

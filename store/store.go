@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -208,6 +209,7 @@ func (s *Store) PutTar(ctx context.Context, repo, branch, dir string, r io.Reade
 		sem     = make(chan struct{}, 32)
 		files   int
 		total   int64
+		roots   = map[string]meta.Hash{}
 	)
 	fail := func(err error) {
 		mu.Lock()
@@ -251,6 +253,23 @@ func (s *Store) PutTar(ctx context.Context, repo, branch, dir string, r io.Reade
 		if h.Mode&0o111 != 0 {
 			mode = 0o755
 		}
+		if from := h.PAXRecords[PAXUnchangedSince]; from != "" {
+			// The client vouches that this file has not changed since it
+			// put it in commit from: reuse that entry, send no bytes.
+			size, _ := strconv.ParseInt(h.PAXRecords[PAXSize], 10, 64)
+			e, err := s.unchangedEntry(repo, from, p, size, roots)
+			if err != nil {
+				fail(err)
+				break
+			}
+			e.Mode = mode
+			files++
+			total += size
+			mu.Lock()
+			changes = append(changes, meta.Change{Op: meta.OpPut, Path: p, Entry: *e})
+			mu.Unlock()
+			continue
+		}
 		w, err := s.ingestFile(ctx, tr, nil)
 		if err != nil {
 			fail(fmt.Errorf("%s: %w", p, err))
@@ -284,6 +303,39 @@ func (s *Store) PutTar(ctx context.Context, repo, branch, dir string, r io.Reade
 		return nil, first
 	}
 	return s.write(ctx, repo, branch, changes, o.Commit)
+}
+
+// PAXUnchangedSince is the tar PAX record with which a client says a file
+// is unchanged since it put it in the named commit (of the same repo, at
+// the same path): the entry is reused and the tar entry carries no bytes.
+// If that commit or path is gone the put fails with ErrStale and the
+// client sends the file again.
+const PAXUnchangedSince = "STRATA.unchanged-since"
+
+// PAXSize carries the file's size in an unchanged-since entry (whose tar
+// size is 0).
+const PAXSize = "STRATA.size"
+
+// ErrStale: a write refers to state that no longer exists.
+var ErrStale = errors.New("stale reference")
+
+func (s *Store) unchangedEntry(repo, commit, p string, size int64, roots map[string]meta.Hash) (*meta.Entry, error) {
+	root, ok := roots[commit]
+	var err error
+	if !ok {
+		var c *meta.Commit
+		if c, err = s.Meta.Commit(repo, commit); err == nil {
+			root = c.Root
+			roots[commit] = root
+		}
+	}
+	if err == nil {
+		var e *meta.Entry
+		if e, err = s.Meta.Lookup(root, p); err == nil && e.Type == meta.TypeFile && e.Size == size {
+			return e, nil
+		}
+	}
+	return nil, fmt.Errorf("%s: not found as a %d-byte file in commit %s (%v): %w", p, size, commit, err, ErrStale)
 }
 
 func joinTar(dir, name string) string {
@@ -335,40 +387,117 @@ func (s *Store) Open(ctx context.Context, repo, ref, p string) (*File, error) {
 }
 
 // WriteTar streams the files below p of repo@ref as a tar archive, with
-// paths relative to p.
+// paths relative to p. Small files are read ahead by several goroutines
+// (their chunks come from different places on disk), and written in walk
+// order.
 func (s *Store) WriteTar(ctx context.Context, repo, ref, p string, w io.Writer) error {
-	c, e, p, err := s.Stat(repo, ref, p)
+	c, _, p, err := s.Stat(repo, ref, p)
 	if err != nil {
 		return err
 	}
-	tw := tar.NewWriter(w)
 	mtime := c.Started
 	if c.Finished != nil {
 		mtime = *c.Finished
 	}
-	err = s.Meta.Walk(c.Root, p, func(fp string, fe *meta.Entry) error {
-		if err := ctx.Err(); err != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type item struct {
+		name string
+		e    meta.Entry
+		data []byte
+		err  error
+		done chan struct{}
+	}
+	// queue's capacity bounds the read-ahead: at most that many small
+	// files (each at most readAheadFile bytes) are held at once.
+	queue := make(chan *item, 64)
+	work := make(chan *item, 64)
+	walkErr := make(chan error, 1)
+	go func() {
+		defer close(queue)
+		defer close(work)
+		walkErr <- s.Meta.Walk(c.Root, p, func(fp string, fe *meta.Entry) error {
+			it := &item{name: relPath(p, fp, fe), e: *fe, done: make(chan struct{})}
+			small := fe.Type == meta.TypeFile && fe.Size <= readAheadFile
+			select {
+			case queue <- it:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if small {
+				work <- it
+			} else {
+				close(it.done)
+			}
+			return nil
+		})
+	}()
+	var wg sync.WaitGroup
+	for range readAheadProcs {
+		wg.Go(func() {
+			for it := range work {
+				it.data, it.err = s.readSmall(ctx, &it.e)
+				close(it.done)
+			}
+		})
+	}
+	defer wg.Wait()
+	defer cancel()
+	tw := tar.NewWriter(w)
+	for it := range queue {
+		<-it.done
+		if it.err != nil {
+			return it.err
+		}
+		if it.e.Type == meta.TypeDir {
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: it.name + "/", Mode: int64(it.e.Mode), ModTime: mtime}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: it.name, Mode: int64(it.e.Mode), Size: it.e.Size, ModTime: mtime}); err != nil {
 			return err
 		}
-		name := relPath(p, fp, fe)
-		if fe.Type == meta.TypeDir {
-			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: int64(fe.Mode), ModTime: mtime})
+		if it.data != nil {
+			if _, err := tw.Write(it.data); err != nil {
+				return err
+			}
+			continue
 		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: int64(fe.Mode), Size: fe.Size, ModTime: mtime}); err != nil {
-			return err
-		}
-		refs, err := s.Meta.Refs(fe)
+		refs, err := s.Meta.Refs(&it.e)
 		if err != nil {
 			return err
 		}
-		_, err = s.Chunks.NewReader(ctx, refs).WriteTo(tw)
-		return err
-	})
-	if err != nil {
+		if _, err := s.Chunks.NewReader(ctx, refs).WriteTo(tw); err != nil {
+			return err
+		}
+	}
+	if err := <-walkErr; err != nil {
 		return err
 	}
-	_ = e
 	return tw.Close()
+}
+
+const (
+	readAheadFile  = 4 << 20
+	readAheadProcs = 6
+)
+
+// readSmall reads a whole (small) file into memory.
+func (s *Store) readSmall(ctx context.Context, e *meta.Entry) ([]byte, error) {
+	refs, err := s.Meta.Refs(e)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, e.Size)
+	for _, r := range refs {
+		b, err := s.Chunks.Get(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b...)
+	}
+	return out, nil
 }
 
 func relPath(base, p string, e *meta.Entry) string {
