@@ -207,7 +207,7 @@ func (c *Client) putEntries(reqCtx context.Context, repo, branch, dst, local str
 		err := writeEntries(ctx, pw, local, queue, cache, budget, o.Progress)
 		pw.CloseWithError(err)
 		cancel()
-		budget.give(0) // wake a producer waiting for budget
+		budget.give(0)    // wake a producer waiting for budget
 		for range queue { // let the producer finish
 		}
 		wg.Wait()
