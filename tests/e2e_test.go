@@ -36,15 +36,16 @@ func TestMain(m *testing.M) {
 
 // daemon is a strata daemon run as a real child process.
 type daemon struct {
-	t    *testing.T
-	data string
+	t     *testing.T
+	data  string
+	cache string // XDG_CACHE_HOME for the CLI (put -r's unchanged-file cache)
 	cmd  *exec.Cmd
 	log  *bytes.Buffer
 }
 
 func startDaemon(t *testing.T, data string) *daemon {
 	t.Helper()
-	d := &daemon{t: t, data: data, log: &bytes.Buffer{}}
+	d := &daemon{t: t, data: data, cache: filepath.Join(data, "..", "cli-cache"), log: &bytes.Buffer{}}
 	d.cmd = exec.Command(strataBin, "up", "--data", data, "--no-mount", "--no-pipelines")
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
@@ -70,7 +71,7 @@ func startDaemon(t *testing.T, data string) *daemon {
 // run runs the CLI against d and returns stdout and the exit code.
 func (d *daemon) run(stdin []byte, args ...string) (string, int) {
 	cmd := exec.Command(strataBin, args...)
-	cmd.Env = append(os.Environ(), "STRATA_ADDR=unix://"+filepath.Join(d.data, "strata.sock"))
+	cmd.Env = append(os.Environ(), "STRATA_ADDR=unix://"+filepath.Join(d.data, "strata.sock"), "XDG_CACHE_HOME="+d.cache)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != nil {
@@ -314,5 +315,54 @@ func TestCrashMidPut(t *testing.T) {
 	d.ok(nil, "put", "-r", "r@main:/large", "-f", largeDir)
 	d.ok(nil, "get", "-r", "r@main:/large", "-o", filepath.Join(tmp, "retry-out"))
 	sameTree(t, largeDir, filepath.Join(tmp, "retry-out"))
+	d.stop()
+}
+
+// TestRePutSkipsUnchanged checks that a second put -r of a directory sends
+// only what changed, yet the commit has every file's current content, and
+// that a cache pointing at a deleted commit falls back to a full put.
+func TestRePutSkipsUnchanged(t *testing.T) {
+	tmp := t.TempDir()
+	d := startDaemon(t, filepath.Join(tmp, "data"))
+	src := filepath.Join(tmp, "src")
+	makeTree(t, src, 4, 200, 50_000)
+	d.ok(nil, "repo", "create", "r")
+	d.ok(nil, "put", "-r", "r@main:/", "-f", src)
+
+	// Change one file (same size), grow another, add one.
+	f1 := filepath.Join(src, "d01", "f0001.bin")
+	b, _ := os.ReadFile(f1)
+	for i := range b {
+		b[i] ^= 0xff
+	}
+	os.WriteFile(f1, b, 0o644)
+	fh, _ := os.OpenFile(filepath.Join(src, "d02", "f0002.bin"), os.O_APPEND|os.O_WRONLY, 0)
+	fh.Write([]byte("more"))
+	fh.Close()
+	os.WriteFile(filepath.Join(src, "new.txt"), []byte("new"), 0o644)
+
+	var res map[string]any
+	json.Unmarshal([]byte(d.ok(nil, "put", "-r", "r@main:/", "-f", src, "-o", "json")), &res)
+	if nb := res["node_bytes"].(float64); nb <= 0 {
+		t.Fatalf("re-put wrote no tree nodes: %v", res)
+	}
+	diff := d.ok(nil, "diff", "r@main")
+	for _, want := range []string{"/d01/f0001.bin", "/d02/f0002.bin", "/new.txt"} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("diff after re-put lacks %s:\n%s", want, diff)
+		}
+	}
+	if n := strings.Count(strings.TrimSpace(diff), "\n") + 1; n != 3 {
+		t.Errorf("diff after re-put has %d lines, want 3:\n%s", n, diff)
+	}
+	d.ok(nil, "get", "-r", "r@main:/", "-o", filepath.Join(tmp, "out1"))
+	sameTree(t, src, filepath.Join(tmp, "out1"))
+
+	// The cache now names the head commit; delete it and put again.
+	d.ok(nil, "commit", "delete", "r@main")
+	os.WriteFile(filepath.Join(src, "new.txt"), []byte("newer"), 0o644)
+	d.ok(nil, "put", "-r", "r@main:/", "-f", src)
+	d.ok(nil, "get", "-r", "r@main:/", "-o", filepath.Join(tmp, "out2"))
+	sameTree(t, src, filepath.Join(tmp, "out2"))
 	d.stop()
 }
