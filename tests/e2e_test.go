@@ -39,8 +39,8 @@ type daemon struct {
 	t     *testing.T
 	data  string
 	cache string // XDG_CACHE_HOME for the CLI (put -r's unchanged-file cache)
-	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	cmd   *exec.Cmd
+	log   *bytes.Buffer
 }
 
 func startDaemon(t *testing.T, data string) *daemon {
