@@ -34,9 +34,10 @@ func (b *benchRun) runOnce(ctx context.Context) (s sample, err error) {
 	strataData := cfg.path("strata-data")
 	resticRepo := cfg.path("restic-repo")
 	resticCache := cfg.path("restic-cache")
+	strataCache := cfg.path("strata-cli-cache") // put -r's unchanged-file cache, like restic's
 	outStrata := cfg.path("out-strata")
 	outRestic := cfg.path("out-restic")
-	for _, p := range []string{strataData, resticRepo, resticCache, outStrata, outRestic} {
+	for _, p := range []string{strataData, strataCache, resticRepo, resticCache, outStrata, outRestic} {
 		if err := os.RemoveAll(p); err != nil {
 			return s, err
 		}
@@ -45,6 +46,7 @@ func (b *benchRun) runOnce(ctx context.Context) (s sample, err error) {
 	var st *strata
 	if cfg.useStrata {
 		st = newStrata(cfg.strataBin, strataData, cfg.path("strata-up.log"))
+		st.env = append(st.env, "XDG_CACHE_HOME="+strataCache)
 		defer func() {
 			if st != nil {
 				if serr := st.stop(); serr != nil && err == nil {
@@ -225,7 +227,7 @@ func (b *benchRun) runOnce(ctx context.Context) (s sample, err error) {
 			return s, serr
 		}
 	}
-	for _, p := range []string{strataData, resticRepo, resticCache} {
+	for _, p := range []string{strataData, strataCache, resticRepo, resticCache} {
 		if err := os.RemoveAll(p); err != nil {
 			return s, err
 		}
