@@ -366,3 +366,43 @@ func TestRePutSkipsUnchanged(t *testing.T) {
 	sameTree(t, src, filepath.Join(tmp, "out2"))
 	d.stop()
 }
+
+// TestDiskFull fills a small tmpfs during a put: the put fails with a
+// clear error, earlier commits stay intact, and after gc the store works.
+func TestDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI runs as root; mounting a tmpfs needs it")
+		}
+		t.Skip("needs root to mount a tmpfs")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	d := startDaemon(t, filepath.Join(mnt, "data"))
+	d.ok(nil, "repo", "create", "r")
+	d.ok([]byte("kept"), "put", "r@main:/a", "-f", "-")
+	big := filepath.Join(t.TempDir(), "big")
+	b := make([]byte, 96<<20)
+	rng := rand.NewChaCha8([32]byte{5})
+	rng.Read(b)
+	os.WriteFile(big, b, 0o644)
+	out, code := d.run(nil, "put", "r@main:/big", "-f", big)
+	if code == 0 || !strings.Contains(out, "no space left on device") {
+		t.Fatalf("put onto a full disk: exit %d, %q; want a failure that says 'no space left on device'", code, out)
+	}
+	if got := d.ok(nil, "cat", "r@main:/a"); got != "kept" {
+		t.Fatalf("earlier commit after ENOSPC: %q", got)
+	}
+	if out := d.ok(nil, "fsck"); !strings.Contains(out, " 0 faults") {
+		t.Fatalf("fsck after ENOSPC: %s", out)
+	}
+	d.ok(nil, "gc", "--grace", "0s")
+	d.ok([]byte("after"), "put", "r@main:/b", "-f", "-")
+	if got := d.ok(nil, "cat", "r@main:/b"); got != "after" {
+		t.Fatalf("put after gc: %q", got)
+	}
+	d.stop()
+}
