@@ -69,7 +69,7 @@ type handler func(w http.ResponseWriter, r *http.Request) error
 func (s *Server) handle(pattern string, h handler) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
-			if code, _ := classify(err); code == "internal" {
+			if code, _ := classify(err); code == "internal" || code == "no_space" || code == "corrupt" {
 				s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			}
 			writeError(w, err)

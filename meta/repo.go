@@ -149,7 +149,7 @@ func (db *DB) SetBranch(repo, name, head string) (*Branch, error) {
 	br, err := db.Branch(repo, name)
 	switch {
 	case err == nil && head == "":
-		return nil, fmt.Errorf("branch %s@%s already exists; give --head REF to move it: %w", repo, name, ErrExist)
+		return nil, fmt.Errorf("branch %s@%s already exists; give a head commit to move it: %w", repo, name, ErrExist)
 	case err == nil:
 		if cur, err := db.Commit(repo, br.Head); err == nil && cur.State == StateOpen {
 			return nil, fmt.Errorf("branch %s@%s has open commit %s; finish or delete it first: %w", repo, name, cur.ID, ErrConflict)

@@ -45,6 +45,10 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkFormat(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("data dir %s: %w", dir, err)
+	}
 	var cfg chunk.Config
 	switch err := db.GetConfig("chunk", &cfg); {
 	case errors.Is(err, fs.ErrNotExist):
@@ -71,6 +75,27 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, err
 	}
 	return &Store{Meta: db, Chunks: cs, dir: dir}, nil
+}
+
+// Format is the version of the data directory's layout. A daemon refuses
+// a directory of another format rather than misread it.
+const Format = 2
+
+func checkFormat(db *meta.DB) error {
+	var f int
+	switch err := db.GetConfig("format", &f); {
+	case err == nil && f == Format:
+		return nil
+	case err == nil:
+		return fmt.Errorf("format %d, this strata reads format %d: %w", f, Format, meta.ErrInvalid)
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	var cfg chunk.Config
+	if db.GetConfig("chunk", &cfg) == nil {
+		return fmt.Errorf("written by an earlier development version (no format record); move it aside and start afresh: %w", meta.ErrInvalid)
+	}
+	return db.SetConfig("format", Format)
 }
 
 // Close closes the metadata database.
@@ -325,8 +350,14 @@ func (s *Store) unchangedEntry(repo, commit, p string, size int64, roots map[str
 	if !ok {
 		var c *meta.Commit
 		if c, err = s.Meta.Commit(repo, commit); err == nil {
-			root = c.Root
-			roots[commit] = root
+			if c.State == meta.StateOpen {
+				// An open commit may have changed since the client put
+				// the file; only finished commits vouch for content.
+				err = fmt.Errorf("commit %s is still open", commit)
+			} else {
+				root = c.Root
+				roots[commit] = root
+			}
 		}
 	}
 	if err == nil {

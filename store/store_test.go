@@ -135,3 +135,35 @@ func TestGCKeepsLiveData(t *testing.T) {
 		t.Fatalf("fsck: %v %v", faults, err)
 	}
 }
+
+func TestFormatChecked(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Meta.SetConfig("format", Format+1)
+	s.Close()
+	if _, err := Open(dir, Options{}); !errors.Is(err, meta.ErrInvalid) {
+		t.Fatalf("opening a newer format: %v, want ErrInvalid", err)
+	}
+}
+
+// TestUnchangedSinceOpenCommit: a file vouched unchanged since a commit
+// that is still open is refused (stale), since that commit may have moved.
+func TestUnchangedSinceOpenCommit(t *testing.T) {
+	s := open(t)
+	c, err := s.Meta.StartCommit("r", "main", meta.CommitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.PutFile(ctx, "r", "main", "/a", strings.NewReader("alpha"), PutOptions{})
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "a", Mode: 0o644, Format: tar.FormatPAX,
+		PAXRecords: map[string]string{PAXUnchangedSince: c.ID, PAXSize: "5"}})
+	tw.Close()
+	if _, err := s.PutTar(ctx, "r", "main", "/", &buf, PutOptions{}, nil); !errors.Is(err, ErrStale) {
+		t.Fatalf("unchanged-since an open commit: %v, want ErrStale", err)
+	}
+}
