@@ -23,6 +23,7 @@ type upOptions struct {
 	listen      string
 	mount       string
 	noMount     bool
+	mountIdle   time.Duration
 	noPipelines bool
 	detach      bool
 }
@@ -44,6 +45,7 @@ DATA/strata.log, and returns once the daemon answers. Stop it with
 	c.Flags().StringVar(&o.listen, "listen", "", "also listen on this TCP address (host:port), token required")
 	c.Flags().StringVar(&o.mount, "mount", "/pfs", "where to mount the /pfs view")
 	c.Flags().BoolVar(&o.noMount, "no-mount", false, "do not mount /pfs")
+	c.Flags().DurationVar(&o.mountIdle, "mount-idle", 30*time.Second, "finish a branch's open commit after this long without writes through the mount (negative: never)")
 	c.Flags().BoolVar(&o.noPipelines, "no-pipelines", false, "do not run pipelines")
 	c.Flags().BoolVarP(&o.detach, "detach", "d", false, "run in the background")
 	return c
@@ -59,12 +61,12 @@ func runUp(ctx context.Context, o *upOptions) error {
 	}
 	mount := ""
 	if !o.noMount {
-		// The /pfs mount is served by a later component; until then the
-		// daemon reports that nothing is mounted.
-		mount = ""
+		if mount, err = filepath.Abs(o.mount); err != nil {
+			return err
+		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	return daemon.Run(ctx, daemon.Options{DataDir: data, Listen: o.listen, Mount: mount, NoPipelines: o.noPipelines, Log: log})
+	return daemon.Run(ctx, daemon.Options{DataDir: data, Listen: o.listen, Mount: mount, MountIdle: o.mountIdle, NoPipelines: o.noPipelines, Log: log})
 }
 
 // detach re-runs 'strata up' without -d in a new session and waits until

@@ -73,6 +73,7 @@ References are REPO@BRANCH, REPO@COMMIT (or a unique prefix), REPO@BRANCH^N
 		upCmd(g), downCmd(g), statusCmd(g),
 		repoCmd(g), branchCmd(g), commitCmd(g),
 		putCmd(g), getCmd(g), lsCmd(g), catCmd(g), rmCmd(g), diffCmd(g), logCmd(g),
+		mountCmd(g), unmountCmd(g),
 		fsckCmd(g), gcCmd(g), versionCmd(g),
 	)
 	for _, c := range root.Commands() {

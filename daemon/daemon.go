@@ -23,14 +23,16 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-data/strata/api"
+	"github.com/strata-data/strata/fs/mount"
 	"github.com/strata-data/strata/store"
 )
 
 // Options configure Run.
 type Options struct {
 	DataDir     string
-	Listen      string // optional TCP address (host:port)
-	Mount       string // where /pfs is mounted ("" when not mounting)
+	Listen      string        // optional TCP address (host:port)
+	Mount       string        // where /pfs is mounted ("" when not mounting)
+	MountIdle   time.Duration // finish an open commit after this long without writes through /pfs (0: 30 s; < 0: never)
 	NoPipelines bool
 	Log         *slog.Logger
 }
@@ -64,6 +66,20 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer st.Close()
+
+	// /pfs: mounted before the API answers, unmounted (open commits of
+	// writes through it finished) before the store closes.
+	if o.Mount != "" {
+		pfs, err := mount.Mount(o.Mount, st, mount.Options{Idle: o.MountIdle, Log: log})
+		if err != nil {
+			return fmt.Errorf("%w; start without the mount with 'strata up --no-mount', or mount elsewhere with --mount DIR", err)
+		}
+		defer func() {
+			if err := pfs.Unmount(); err != nil {
+				log.Error("unmount /pfs", "dir", o.Mount, "err", err)
+			}
+		}()
+	}
 
 	token, err := ensureToken(dir)
 	if err != nil {
