@@ -31,7 +31,7 @@ if [ "$(id -u)" -eq 0 ]; then ln -sf "$S" /usr/local/bin/strata; fi
 
 echo "== starting the daemon"
 if ! $S status >/dev/null 2>&1; then
-	$S up -d --no-mount
+	$S up -d
 fi
 $S status
 
@@ -45,8 +45,11 @@ printf 'second line\n' | $S put licenses@main:/NOTES -f - --append -m "append to
 
 cat <<'MSG'
 
-strata is running with its data in /var/lib/strata. Try:
+strata is running with its data in /var/lib/strata, mounted at /pfs. Try:
 
+  ls /pfs
+  cat /pfs/licenses@main/NOTES
+  ls /pfs/.commits/licenses
   strata ls licenses@main
   strata log licenses@main
   strata diff licenses@main
