@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -129,8 +130,10 @@ func downCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if !c.Flags().Changed("data") {
-				// Ask the daemon the client would talk to (--server, STRATA_ADDR).
-				if cl, err := g.client(); err == nil {
+				// Ask the daemon the client would talk to (--server,
+				// STRATA_ADDR), if it is on this host: its pid means nothing
+				// elsewhere.
+				if cl, err := g.client(); err == nil && strings.HasPrefix(cl.Addr(), "unix://") {
 					if st, err := cl.Status(c.Context()); err == nil {
 						pid = st.PID
 					}

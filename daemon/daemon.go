@@ -16,6 +16,7 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -55,6 +56,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	tuneGC()
 	unlock, err := lockPID(dir)
 	if err != nil {
 		return err
@@ -118,7 +120,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if addr := os.Getenv("STRATA_PPROF"); addr != "" {
 		// Profiling for operators: go tool pprof http://ADDR/debug/pprof/profile
-		go http.ListenAndServe(addr, nil)
+		go func() {
+			if err := http.ListenAndServe(addr, nil); err != nil {
+				log.Error("STRATA_PPROF listener failed", "addr", addr, "err", err)
+			}
+		}()
 	}
 	log.Info("strata daemon ready", "data", dir, "socket", sock, "listen", o.Listen, "pid", os.Getpid())
 
@@ -145,6 +151,19 @@ func tcpAddr(a string) string {
 		return ""
 	}
 	return "http://" + a
+}
+
+// tuneGC trades memory for CPU: reads and ingest allocate a chunk buffer
+// per chunk, and the default GOGC=100 spends a fifth of a core collecting
+// them. A soft memory limit keeps the daemon's heap well under 1 GiB. An
+// operator's GOGC or GOMEMLIMIT wins.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(640 << 20)
+	}
 }
 
 // lockPID takes an exclusive lock on the pid file, so two daemons never
