@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -239,7 +240,14 @@ func (s *Server) routes() {
 			return err
 		}
 		w.Header().Set("Content-Type", "application/x-tar")
-		if err := s.st.WriteTar(r.Context(), repo, ref, p, w); err != nil {
+		// The response writer buffers only 4 KiB; tar headers and small
+		// files would otherwise cost a syscall each.
+		bw := bufio.NewWriterSize(w, 1<<20)
+		err := s.st.WriteTar(r.Context(), repo, ref, p, bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		if err != nil {
 			// Headers are gone; cut the stream so the client sees a broken tar.
 			s.log.Error("tar stream failed", "repo", repo, "ref", ref, "path", p, "err", err)
 			panic(http.ErrAbortHandler)
