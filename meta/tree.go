@@ -66,10 +66,13 @@ func (db *DB) ContentHash(e *Entry) (Hash, error) {
 }
 
 // lookupName finds name in the directory rooted at h.
-func (db *DB) lookupName(h Hash, name string) (*Entry, error) {
+func (db *DB) lookupName(h Hash, name string) (*Entry, error) { return lookupIn(db.node, h, name) }
+
+// lookupIn finds name in the HAMT rooted at h, loading nodes with get.
+func lookupIn(get func(Hash) (*node, error), h Hash, name string) (*Entry, error) {
 	nh := nameHash(name)
 	for depth := 0; ; depth++ {
-		n, err := db.node(h)
+		n, err := get(h)
 		if err != nil {
 			return nil, err
 		}
@@ -125,8 +128,10 @@ func nodeStats(n *node) (size, files int64) {
 }
 
 // collect appends every entry of the subtree rooted at h (unsorted).
-func (db *DB) collect(h Hash, out []Entry) ([]Entry, error) {
-	n, err := db.node(h)
+func (db *DB) collect(h Hash, out []Entry) ([]Entry, error) { return collectIn(db.node, h, out) }
+
+func collectIn(get func(Hash) (*node, error), h Hash, out []Entry) ([]Entry, error) {
+	n, err := get(h)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +140,7 @@ func (db *DB) collect(h Hash, out []Entry) ([]Entry, error) {
 	}
 	for _, c := range n.children {
 		if !c.hash.IsZero() {
-			if out, err = db.collect(c.hash, out); err != nil {
+			if out, err = collectIn(get, c.hash, out); err != nil {
 				return nil, err
 			}
 		}
@@ -385,28 +390,7 @@ func (w *treeWriter) applyDir(h Hash, dir string, t *editTrie) (Hash, error) {
 	return ref.hash, nil
 }
 
-func (w *treeWriter) lookupName(h Hash, name string) (*Entry, error) {
-	nh := nameHash(name)
-	for depth := 0; ; depth++ {
-		n, err := w.get(h)
-		if err != nil {
-			return nil, err
-		}
-		if n.kind == kindLeaf {
-			i, ok := slices.BinarySearchFunc(n.entries, name, func(e Entry, s string) int { return strings.Compare(e.Name, s) })
-			if !ok {
-				return nil, ErrNotExist
-			}
-			e := n.entries[i]
-			return &e, nil
-		}
-		c := n.children[nibble(nh, depth)]
-		if c.hash.IsZero() {
-			return nil, ErrNotExist
-		}
-		h = c.hash
-	}
-}
+func (w *treeWriter) lookupName(h Hash, name string) (*Entry, error) { return lookupIn(w.get, h, name) }
 
 // editNode applies sorted-by-name mutations to the HAMT node h at depth and
 // returns the new subtree's summary (zero hash when it became empty).
@@ -462,23 +446,7 @@ func (w *treeWriter) editNode(h Hash, depth int, muts []dirMut) (childRef, error
 	return w.summarize(w.put(nn), nn)
 }
 
-func (w *treeWriter) collect(h Hash, out []Entry) ([]Entry, error) {
-	n, err := w.get(h)
-	if err != nil {
-		return nil, err
-	}
-	if n.kind == kindLeaf {
-		return append(out, n.entries...), nil
-	}
-	for _, c := range n.children {
-		if !c.hash.IsZero() {
-			if out, err = w.collect(c.hash, out); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return out, nil
-}
+func (w *treeWriter) collect(h Hash, out []Entry) ([]Entry, error) { return collectIn(w.get, h, out) }
 
 func (w *treeWriter) summarize(h Hash, n *node) (childRef, error) {
 	c := childRef{hash: h}
