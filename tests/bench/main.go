@@ -5,6 +5,7 @@
 //	go run ./tests/bench [-runs 3] [-size-scale 1.0] [-strata bin/strata] [-work DIR] [-keep]
 //	go run ./tests/bench -size-scale 0.01 -gen-only     # only generate the data set
 //	go run ./tests/bench -tools restic -size-scale 0.05 # one tool only
+//	go run ./tests/bench -mount [-runs 3] [-size-scale 0.1] # only the FUSE mount table
 //
 // Exit status: 0 when the benchmark ran (goals met or not), 1 on any failure
 // (including a restored tree that differs from the data set), 2 on usage
@@ -38,6 +39,7 @@ type config struct {
 	genOnly   bool
 	useStrata bool
 	useRestic bool
+	mount     bool // only the mount table
 }
 
 func (c *config) path(name string) string { return filepath.Join(c.work, name) }
@@ -62,6 +64,7 @@ func realMain() int {
 	flag.Float64Var(&cfg.scale, "size-scale", 1.0, "data set scale (1.0 ≈ 2.4 GB, 60,000 small files + 1 GiB file; 0.05 for a smoke run)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (data set, repos, logs) at the end")
 	flag.BoolVar(&cfg.genOnly, "gen-only", false, "only generate the data set and print its file count, bytes and generation time")
+	flag.BoolVar(&cfg.mount, "mount", false, "run only the mount table (strata's FUSE mount vs local disk vs tmpfs; -size-scale scales its 2 GiB file), not the restic comparison")
 	flag.StringVar(&tools, "tools", "strata,restic", "comma-separated tools to benchmark (strata, restic)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./tests/bench [flags]\n\n")
@@ -87,6 +90,9 @@ func realMain() int {
 			fmt.Fprintf(os.Stderr, "-tools: unknown tool %q (want strata and/or restic)\n", t)
 			return 2
 		}
+	}
+	if cfg.mount {
+		cfg.useStrata, cfg.useRestic, cfg.genOnly = true, false, false
 	}
 	if !cfg.useStrata && !cfg.useRestic {
 		fmt.Fprintln(os.Stderr, "-tools: nothing to benchmark")
@@ -128,7 +134,11 @@ func realMain() int {
 	}
 	defer cleanupWork(&cfg)
 
-	if err := bench(ctx, &cfg); err != nil {
+	run := bench
+	if cfg.mount {
+		run = benchMount
+	}
+	if err := run(ctx, &cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "\nFAILED: %v\n", err)
 		if !cfg.keep {
 			fmt.Fprintln(os.Stderr, "(the work dir is removed; rerun with -keep to inspect data, repos and strata-up.log)")
