@@ -4,7 +4,7 @@ BIN     := bin/strata
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/strata-data/strata/api.Version=$(VERSION)
 
-.PHONY: all build test lint bench bench-meta demo clean
+.PHONY: all build test lint bench bench-meta bench-mount demo clean
 
 all: build
 
@@ -26,6 +26,10 @@ lint:
 bench: build
 	$(GO) run ./tests/bench -strata $(BIN)
 	$(MAKE) bench-meta
+
+# The /pfs mount next to local disk and tmpfs (root: mounts a tmpfs).
+bench-mount: build
+	$(GO) run ./tests/bench -mount -strata $(BIN)
 
 bench-meta:
 	$(GO) test -run XXX -bench . -benchtime 1x -timeout 60m ./meta/
