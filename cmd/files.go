@@ -149,11 +149,7 @@ func getCmd(g *globals) *cobra.Command {
 directory to -o DIR (default: the current directory).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			r, err := parseRef(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := g.client()
+			r, cl, err := g.refClient(args[0])
 			if err != nil {
 				return err
 			}
@@ -226,11 +222,7 @@ func lsCmd(g *globals) *cobra.Command {
 			if err := out.check(); err != nil {
 				return err
 			}
-			r, err := parseRef(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := g.client()
+			r, cl, err := g.refClient(args[0])
 			if err != nil {
 				return err
 			}
@@ -390,11 +382,7 @@ func logCmd(g *globals) *cobra.Command {
 			if err := out.check(); err != nil {
 				return err
 			}
-			r, err := parseRef(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := g.client()
+			r, cl, err := g.refClient(args[0])
 			if err != nil {
 				return err
 			}

@@ -194,11 +194,7 @@ func branchCmd(g *globals) *cobra.Command {
 		Short: "Delete a branch (its commits stay reachable by ID)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			r, err := parseRef(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := g.client()
+			r, cl, err := g.refClient(args[0])
 			if err != nil {
 				return err
 			}
@@ -224,11 +220,7 @@ func commitCmd(g *globals) *cobra.Command {
 		Short: "Open a commit that later puts and rms join",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			r, err := parseRef(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := g.client()
+			r, cl, err := g.refClient(args[0])
 			if err != nil {
 				return err
 			}
@@ -247,11 +239,7 @@ func commitCmd(g *globals) *cobra.Command {
 		Short: "Seal an open commit",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			r, err := parseRef(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := g.client()
+			r, cl, err := g.refClient(args[0])
 			if err != nil {
 				return err
 			}
@@ -304,11 +292,7 @@ func commitCmd(g *globals) *cobra.Command {
 			if err := inspOut.check(); err != nil {
 				return err
 			}
-			r, err := parseRef(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := g.client()
+			r, cl, err := g.refClient(args[0])
 			if err != nil {
 				return err
 			}
@@ -330,11 +314,7 @@ func commitCmd(g *globals) *cobra.Command {
 			if err := waitOut.check(); err != nil {
 				return err
 			}
-			r, err := parseRef(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := g.client()
+			r, cl, err := g.refClient(args[0])
 			if err != nil {
 				return err
 			}
@@ -352,11 +332,7 @@ func commitCmd(g *globals) *cobra.Command {
 		Short: "Delete the head commit of a branch (an open commit is aborted)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			r, err := parseRef(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := g.client()
+			r, cl, err := g.refClient(args[0])
 			if err != nil {
 				return err
 			}

@@ -133,6 +133,16 @@ func (g *globals) client() (*api.Client, error) {
 	return c, nil
 }
 
+// refClient parses a REPO@REF[:/PATH] argument and connects to the daemon.
+func (g *globals) refClient(arg string) (ref, *api.Client, error) {
+	r, err := parseRef(arg)
+	if err != nil {
+		return r, nil, err
+	}
+	cl, err := g.client()
+	return r, cl, err
+}
+
 // ref is a parsed REPO@REF:/PATH.
 type ref struct {
 	repo, ref, path string
