@@ -378,51 +378,6 @@ func isMountPoint(dir string) bool {
 	return false
 }
 
-// startMounted is start with the FUSE mount at mnt.
-func (s *strata) startMounted(ctx context.Context, mnt string) error {
-	lf, err := os.Create(s.logPath)
-	if err != nil {
-		return err
-	}
-	s.logFile = lf
-	args := []string{"up", "--data", s.dataDir, "--mount", mnt, "--no-pipelines"}
-	cmd := exec.Command(s.bin, args...) // lifetime managed by stop, not ctx
-	cmd.Env = append(os.Environ(), s.env...)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		return fmt.Errorf("start %s: %w", shellLine(s.bin, args), err)
-	}
-	s.cmd = cmd
-	s.done = make(chan struct{})
-	go func() {
-		s.waitErr = cmd.Wait()
-		close(s.done)
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-s.done:
-			return fmt.Errorf("%s exited during startup: %v\n--- daemon log (%s) ---\n%s",
-				shellLine(s.bin, args), s.waitErr, s.logPath, fileTail(s.logPath, 8<<10))
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
-		}
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := s.run(sctx, "status")
-		cancel()
-		if err == nil && isMountPoint(mnt) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("strata daemon not ready (or %s not mounted) after 60s; last status error: %v\n--- daemon log (%s) ---\n%s",
-				mnt, err, s.logPath, fileTail(s.logPath, 8<<10))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // ---------------------------------------------------------------------------
 // workloads
 

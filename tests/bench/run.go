@@ -142,13 +142,22 @@ func (s *strata) run(ctx context.Context, args ...string) (cmdResult, error) {
 
 // start launches `strata up` in the foreground as a child and waits until
 // `strata status` succeeds.
-func (s *strata) start(ctx context.Context) error {
+func (s *strata) start(ctx context.Context) error { return s.startWith(ctx, "") }
+
+// startMounted is start with the FUSE mount at mnt; it also waits until
+// mnt is mounted.
+func (s *strata) startMounted(ctx context.Context, mnt string) error { return s.startWith(ctx, mnt) }
+
+func (s *strata) startWith(ctx context.Context, mnt string) error {
 	lf, err := os.Create(s.logPath)
 	if err != nil {
 		return err
 	}
 	s.logFile = lf
 	args := []string{"up", "--data", s.dataDir, "--no-mount", "--no-pipelines"}
+	if mnt != "" {
+		args = []string{"up", "--data", s.dataDir, "--mount", mnt, "--no-pipelines"}
+	}
 	cmd := exec.Command(s.bin, args...) // lifetime managed by stop, not ctx
 	cmd.Env = append(os.Environ(), s.env...)
 	cmd.Stdout, cmd.Stderr = lf, lf
@@ -177,8 +186,11 @@ func (s *strata) start(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := s.run(sctx, "status")
 		cancel()
-		if err == nil {
+		if err == nil && (mnt == "" || isMountPoint(mnt)) {
 			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("%s is not mounted yet", mnt)
 		}
 		lastErr = err
 		if time.Now().After(deadline) {
