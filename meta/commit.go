@@ -48,11 +48,14 @@ type Commit struct {
 	Error      string      `json:"error,omitempty"`
 	Origin     Origin      `json:"origin"`
 	Provenance []CommitRef `json:"provenance,omitempty"`
-	Started    time.Time   `json:"started"`
-	Finished   *time.Time  `json:"finished,omitempty"`
-	Root       Hash        `json:"root"`
-	Size       int64       `json:"size"`
-	Files      int64       `json:"files"`
+	// Spec names the pipeline spec version that made an output commit
+	// ("edges@3").
+	Spec     string     `json:"spec,omitempty"`
+	Started  time.Time  `json:"started"`
+	Finished *time.Time `json:"finished,omitempty"`
+	Root     Hash       `json:"root"`
+	Size     int64      `json:"size"`
+	Files    int64      `json:"files"`
 }
 
 // CommitOptions describe a new commit.
@@ -60,6 +63,7 @@ type CommitOptions struct {
 	Message    string
 	Origin     Origin
 	Provenance []CommitRef
+	Spec       string
 }
 
 func newCommitID() string {
@@ -278,7 +282,7 @@ func (db *DB) startLocked(repo, branch string, o CommitOptions) (*Commit, *pebbl
 	}
 	c := &Commit{
 		Repo: repo, ID: newCommitID(), Seq: r.NextSeq, Branch: branch, Parent: br.Head,
-		State: StateOpen, Message: o.Message, Origin: o.Origin, Provenance: o.Provenance,
+		State: StateOpen, Message: o.Message, Origin: o.Origin, Provenance: o.Provenance, Spec: o.Spec,
 		Started: time.Now().UTC(), Root: root, Size: size, Files: files,
 	}
 	r.NextSeq++

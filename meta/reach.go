@@ -111,6 +111,9 @@ func (db *DB) SweepNodes(mark func(root Hash, visit func(Hash) bool) error) (int
 	if err := db.AllCommits(func(c *Commit) error { return mark(c.Root, visit) }); err != nil {
 		return 0, err
 	}
+	if err := db.Pins(func(_ string, root Hash) error { return mark(root, visit) }); err != nil {
+		return 0, err
+	}
 	b := db.pdb.NewBatch()
 	n := 0
 	err := db.scan([]byte{famNode}, false, func(k, _ []byte) (bool, error) {

@@ -101,25 +101,40 @@ type Server struct {
 // first; a live mount at dir is an error.
 func Mount(dir string, st *store.Store, o Options) (*Server, error) {
 	o.defaults()
-	dir, err := filepath.Abs(dir)
+	s, dir, err := newServer(dir, st, o)
 	if err != nil {
 		return nil, err
 	}
-	if err := prepare(dir, o.Log); err != nil {
+	// Drafts that fell back to temp files are unlinked at once; anything
+	// left in tmp/ is from a crash.
+	cleanTmp(filepath.Join(st.Dir(), "tmp"))
+	if err := s.mount(dir, &rootNode{srv: s}); err != nil {
 		return nil, err
 	}
-	s := &Server{
+	return s, nil
+}
+
+func newServer(dir string, st *store.Store, o Options) (*Server, string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := prepare(dir, o.Log); err != nil {
+		return nil, "", err
+	}
+	return &Server{
 		dir: dir, o: o, log: o.Log,
 		view:     view.New(st, view.Options{Idle: o.Idle, Log: o.Log}),
 		uid:      uint32(os.Geteuid()),
 		gid:      uint32(os.Getegid()),
 		done:     make(chan struct{}),
 		branches: make(map[string]*branch),
-	}
-	// Drafts that fell back to temp files are unlinked at once; anything
-	// left in tmp/ is from a crash.
-	cleanTmp(filepath.Join(st.Dir(), "tmp"))
-	root := &rootNode{srv: s}
+	}, dir, nil
+}
+
+// mount serves root at dir.
+func (s *Server) mount(dir string, root fusefs.InodeEmbedder) error {
+	o := s.o
 	fo := &fusefs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName:        "strata",
@@ -140,7 +155,7 @@ func Mount(dir string, st *store.Store, o Options) (*Server, error) {
 	}
 	srv, err := fusefs.Mount(dir, root, fo)
 	if err != nil {
-		return nil, fmt.Errorf("mount %s: %w", dir, err)
+		return fmt.Errorf("mount %s: %w", dir, err)
 	}
 	s.fuse = srv
 	go func() {
@@ -153,7 +168,7 @@ func Mount(dir string, st *store.Store, o Options) (*Server, error) {
 	var sb unix.Stat_t
 	if err := unix.Stat(dir, &sb); err != nil {
 		s.Unmount()
-		return nil, fmt.Errorf("mount %s: stat after mount: %w", dir, err)
+		return fmt.Errorf("mount %s: stat after mount: %w", dir, err)
 	}
 	s.conn = fmt.Sprintf("%d:%d", unix.Major(uint64(sb.Dev)), unix.Minor(uint64(sb.Dev)))
 	if o.ReadAheadKB > 0 {
@@ -163,7 +178,7 @@ func Mount(dir string, st *store.Store, o Options) (*Server, error) {
 		}
 	}
 	o.Log.Info("pfs mounted", "dir", dir, "conn", s.conn, "idle", s.view.Idle())
-	return s, nil
+	return nil
 }
 
 // Dir is the mount point.
