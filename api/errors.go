@@ -27,10 +27,14 @@ var codes = []struct {
 	{"unauthorized", http.StatusUnauthorized, ErrUnauthorized},
 	{"corrupt", http.StatusInternalServerError, chunk.ErrCorrupt},
 	{"stale", http.StatusPreconditionFailed, store.ErrStale},
+	{"unavailable", http.StatusServiceUnavailable, ErrUnavailable},
 }
 
 // ErrUnauthorized: a TCP request without the right bearer token.
 var ErrUnauthorized = errors.New("unauthorized")
+
+// ErrUnavailable: a pipeline route on a daemon that runs no pipelines.
+var ErrUnavailable = errors.New("pipelines are off: the daemon was started with --no-pipelines")
 
 // classify maps an error to its code and HTTP status.
 func classify(err error) (string, int) {

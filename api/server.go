@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/strata-data/strata/meta"
@@ -40,6 +41,17 @@ type Server struct {
 	log    *slog.Logger
 	status func() Status
 	mux    *http.ServeMux
+
+	pipelinesMu sync.RWMutex
+	pipelines   Pipelines // nil: pipeline routes answer ErrUnavailable
+}
+
+// SetPipelines plugs in the pipeline controller (nil: pipelines are off).
+// It may be called while the server is serving.
+func (s *Server) SetPipelines(p Pipelines) {
+	s.pipelinesMu.Lock()
+	s.pipelines = p
+	s.pipelinesMu.Unlock()
 }
 
 // NewServer returns the API handler. status fills in the daemon's status.
@@ -281,6 +293,7 @@ func (s *Server) routes() {
 		}
 		return writeJSON(w, res)
 	})
+	s.pipelineRoutes()
 	s.handle("POST /v1/fsck", s.fsck)
 	s.handle("POST /v1/gc", func(w http.ResponseWriter, r *http.Request) error {
 		grace := store.DefaultGrace

@@ -33,6 +33,8 @@ const (
 	ExitUnreachable = 6
 	ExitFaults      = 7
 	ExitAuth        = 8
+	ExitUnavailable = 9  // pipelines are off (strata up --no-pipelines)
+	ExitJobFailed   = 10 // a job waited for failed or was killed
 )
 
 // errFaults: fsck found problems (already printed).
@@ -75,6 +77,8 @@ References are REPO@BRANCH, REPO@COMMIT (or a unique prefix), REPO@BRANCH^N
 		putCmd(g), getCmd(g), lsCmd(g), catCmd(g), rmCmd(g), diffCmd(g), logCmd(g),
 		mountCmd(g), unmountCmd(g),
 		fsckCmd(g), gcCmd(g), versionCmd(g),
+		pipelineCmd(g), jobCmd(g), waitCmd(g), datumCmd(g), logsCmd(g), lineageCmd(g), imageCmd(g),
+		agentCmd(),
 	)
 	for _, c := range root.Commands() {
 		if c.HasSubCommands() {
@@ -111,6 +115,10 @@ func exitCode(err error) int {
 		return ExitUsage
 	case errors.Is(err, errFaults):
 		return ExitFaults
+	case errors.Is(err, errJobFailed):
+		return ExitJobFailed
+	case errors.Is(err, api.ErrUnavailable):
+		return ExitUnavailable
 	case errors.Is(err, api.ErrUnauthorized):
 		return ExitAuth
 	case errors.Is(err, api.ErrUnreachable):
