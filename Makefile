@@ -8,8 +8,10 @@ LDFLAGS := -X github.com/strata-data/strata/api.Version=$(VERSION)
 
 all: build
 
+# Static (CGO_ENABLED=0): pipeline workers run this binary inside their
+# containers as the per-datum agent, whatever the image's libc.
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/strata
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/strata
 
 # Every test, including the end-to-end ones against a real daemon.
 test:

@@ -26,6 +26,7 @@ type upOptions struct {
 	noMount     bool
 	mountIdle   time.Duration
 	noPipelines bool
+	containerd  string
 	detach      bool
 }
 
@@ -48,6 +49,7 @@ DATA/strata.log, and returns once the daemon answers. Stop it with
 	c.Flags().BoolVar(&o.noMount, "no-mount", false, "do not mount /pfs")
 	c.Flags().DurationVar(&o.mountIdle, "mount-idle", 30*time.Second, "finish a branch's open commit after this long without writes through the mount (negative: never)")
 	c.Flags().BoolVar(&o.noPipelines, "no-pipelines", false, "do not run pipelines")
+	c.Flags().StringVar(&o.containerd, "containerd", "", "`ADDRESS` of a running containerd for pipeline workers (default: start a private one under DATA/containerd)")
 	c.Flags().BoolVarP(&o.detach, "detach", "d", false, "run in the background")
 	return c
 }
@@ -67,7 +69,7 @@ func runUp(ctx context.Context, o *upOptions) error {
 		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	return daemon.Run(ctx, daemon.Options{DataDir: data, Listen: o.listen, Mount: mount, MountIdle: o.mountIdle, NoPipelines: o.noPipelines, Log: log})
+	return daemon.Run(ctx, daemon.Options{DataDir: data, Listen: o.listen, Mount: mount, MountIdle: o.mountIdle, NoPipelines: o.noPipelines, Containerd: o.containerd, Log: log})
 }
 
 // detach re-runs 'strata up' without -d in a new session and waits until

@@ -35,7 +35,10 @@ type Options struct {
 	Mount       string        // where /pfs is mounted ("" when not mounting)
 	MountIdle   time.Duration // finish an open commit after this long without writes through /pfs (0: 30 s; < 0: never)
 	NoPipelines bool
-	Log         *slog.Logger
+	// Containerd is the address of a running containerd for pipeline
+	// workers; "" starts a private one under DATA/containerd.
+	Containerd string
+	Log        *slog.Logger
 }
 
 // Files under the data dir.
@@ -100,9 +103,18 @@ func Run(ctx context.Context, o Options) error {
 	started := time.Now().UTC()
 	status := func() api.Status {
 		return api.Status{Version: api.Version, PID: os.Getpid(), DataDir: dir, Started: started,
-			Socket: "unix://" + sock, Listen: tcpAddr(o.Listen), Mount: o.Mount}
+			Socket: "unix://" + sock, Listen: tcpAddr(o.Listen), Mount: o.Mount, Pipeline: !o.NoPipelines}
 	}
 	srv := api.NewServer(st, log, status)
+	if !o.NoPipelines {
+		ctl, stop, err := startPipelines(ctx, dir, st, o, log)
+		if err != nil {
+			ul.Close()
+			return fmt.Errorf("pipelines: %w; start without them with 'strata up --no-pipelines'", err)
+		}
+		defer stop()
+		srv.SetPipelines(ctl)
+	}
 	servers := []*http.Server{{Handler: srv.Handler(""), ReadHeaderTimeout: 10 * time.Second}}
 	listeners := []net.Listener{ul}
 	if o.Listen != "" {

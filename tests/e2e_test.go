@@ -24,7 +24,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	strataBin = filepath.Join(dir, "strata")
-	out, err := exec.Command("go", "build", "-o", strataBin, "../cmd/strata").CombinedOutput()
+	build := exec.Command("go", "build", "-o", strataBin, "../cmd/strata")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // workers run it in containers
+	out, err := build.CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build strata: %v\n%s", err, out)
 		os.Exit(1)
@@ -45,8 +47,14 @@ type daemon struct {
 
 func startDaemon(t *testing.T, data string) *daemon {
 	t.Helper()
+	return startDaemonWith(t, data, "--no-mount", "--no-pipelines")
+}
+
+// startDaemonWith starts a daemon with these flags after --data.
+func startDaemonWith(t *testing.T, data string, flags ...string) *daemon {
+	t.Helper()
 	d := &daemon{t: t, data: data, cache: filepath.Join(data, "..", "cli-cache"), log: &bytes.Buffer{}}
-	d.cmd = exec.Command(strataBin, "up", "--data", data, "--no-mount", "--no-pipelines")
+	d.cmd = exec.Command(strataBin, append([]string{"up", "--data", data}, flags...)...)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

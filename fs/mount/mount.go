@@ -157,6 +157,7 @@ func (s *Server) mount(dir string, root fusefs.InodeEmbedder) error {
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", dir, err)
 	}
+	closeOnExecFuse()
 	s.fuse = srv
 	go func() {
 		srv.Wait()
@@ -413,6 +414,27 @@ func abortConn(conn string) {
 		unix.Mount("fusectl", ctl, "fusectl", 0, "")
 	}
 	os.WriteFile(p, []byte("1"), 0o200)
+}
+
+// closeOnExecFuse marks every /dev/fuse descriptor of this process
+// close-on-exec. go-fuse's direct mount (mount(2) as root) leaves its
+// descriptor inheritable, and a child that inherits it (containerd, and
+// through it every container shim) keeps the connection alive after we
+// die: the mount then hangs instead of failing with ENOTCONN.
+func closeOnExecFuse() {
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range es {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 {
+			continue
+		}
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && target == "/dev/fuse" {
+			unix.CloseOnExec(fd)
+		}
+	}
 }
 
 func cleanTmp(dir string) {

@@ -1,0 +1,323 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-data/strata/api"
+)
+
+// Pipelines end to end against a real containerd, runc and FUSE: a
+// two-stage DAG, incremental runs, failures with retries and logs,
+// timeouts, lineage, updates with and without reprocess, and a daemon
+// killed mid-job that resumes.
+
+func requireContainers(t *testing.T) {
+	t.Helper()
+	requireFuse(t)
+	for _, bin := range []string{"containerd", "runc", "busybox"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is required in CI (apt-get install -y containerd runc busybox-static): %v", bin, err)
+			}
+			t.Skipf("no %s here: %v", bin, err)
+		}
+	}
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("pipeline tests run containers and need root")
+		}
+		t.Skip("pipeline tests need root")
+	}
+}
+
+// busyboxRoot makes a root directory with a static busybox and its
+// applets.
+func busyboxRoot(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(bb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"bin", "etc", "tmp", "proc", "sys", "dev", "pfs"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"sh", "cat", "ls", "cp", "sleep", "echo", "wc", "mkdir", "basename", "sort", "tr", "head", "test", "[", "env", "rm", "date"} {
+		os.Symlink("busybox", filepath.Join(root, "bin", a))
+	}
+	os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "etc", "group"), []byte("root:x:0:\nnogroup:x:65534:\n"), 0o644)
+	return root
+}
+
+// pipelineDaemon starts a daemon with a mount and pipelines, and imports
+// the busybox image.
+func pipelineDaemon(t *testing.T) *daemon {
+	t.Helper()
+	requireContainers(t)
+	base := t.TempDir()
+	d := startDaemonWith(t, filepath.Join(base, "data"), "--mount", filepath.Join(base, "pfs"))
+	t.Cleanup(func() { d.shutdown() })
+	d.ok(nil, "image", "import", busyboxRoot(t), "--name", "busybox")
+	return d
+}
+
+// shutdown stops a daemon with SIGTERM (so its workers and mounts go
+// away) and logs its output if the test failed.
+func (d *daemon) shutdown() {
+	if d.cmd.ProcessState == nil {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { d.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			d.t.Errorf("daemon did not stop within 60 s of SIGTERM")
+			d.cmd.Process.Kill()
+			<-done
+		}
+	}
+	if d.t.Failed() {
+		d.t.Logf("daemon log:\n%s", d.log)
+	}
+}
+
+func (d *daemon) jsonOut(v any, args ...string) {
+	d.t.Helper()
+	out := d.ok(nil, append(args, "-o", "json")...)
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		d.t.Fatalf("strata %v: %v\n%s", args, err, out)
+	}
+}
+
+func (d *daemon) waitCommit(ref string) []*api.Job {
+	d.t.Helper()
+	var jobs []*api.Job
+	out, code := d.run(nil, "wait", ref, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &jobs); err != nil {
+		d.t.Fatalf("strata wait %s: exit %d: %v\n%s", ref, code, err, out)
+	}
+	return jobs
+}
+
+func (d *daemon) datums(job string) map[string]int {
+	d.t.Helper()
+	var ds []*api.Datum
+	d.jsonOut(&ds, "datum", "list", "--job", job)
+	m := map[string]int{}
+	for _, x := range ds {
+		m[x.State]++
+	}
+	return m
+}
+
+func (d *daemon) spec(yaml string, args ...string) {
+	d.t.Helper()
+	d.ok([]byte(yaml), append(args, "-f", "-")...)
+}
+
+const copySpec = `
+name: lens
+transform:
+  image: busybox
+  cmd: ["/bin/sh", "-c", "for f in /pfs/data/*; do wc -c < $f | tr -d ' ' > /pfs/out/$(basename $f).len; done"]
+input:
+  pfs: {repo: data, glob: "/*"}
+parallelism: 2
+---
+name: total
+transform:
+  image: busybox
+  cmd: ["/bin/sh", "-c", "cat /pfs/lens/* | sort > /pfs/out/all"]
+input:
+  pfs: {repo: lens, glob: "/"}
+`
+
+func TestPipelineDAG(t *testing.T) {
+	d := pipelineDaemon(t)
+	d.ok(nil, "repo", "create", "data")
+	for i := range 5 {
+		d.ok([]byte(strings.Repeat("x", i+1)), "put", fmt.Sprintf("data@main:/f%d", i), "-f", "-", "-m", "seed")
+	}
+	d.spec(copySpec, "pipeline", "create")
+
+	jobs := d.waitCommit("data@main")
+	if len(jobs) != 2 || jobs[0].State != api.JobSuccess || jobs[1].State != api.JobSuccess {
+		t.Fatalf("first run: %+v", jobs)
+	}
+	if got := d.ok(nil, "cat", "lens@main:/f3.len"); strings.TrimSpace(got) != "4" {
+		t.Fatalf("lens f3: %q", got)
+	}
+	if got := d.ok(nil, "cat", "total@main:/all"); got != "1\n2\n3\n4\n5\n" {
+		t.Fatalf("total: %q", got)
+	}
+	// Provenance: the output commit names its input commit and spec.
+	var c struct {
+		Provenance []struct{ Repo, ID string }
+		Spec       string
+	}
+	d.jsonOut(&c, "commit", "inspect", "lens@main")
+	if len(c.Provenance) != 1 || c.Provenance[0].Repo != "data" || c.Spec != "lens@1" {
+		t.Fatalf("provenance of lens@main: %+v", c)
+	}
+
+	// One new file: exactly one datum runs, four are reused.
+	d.ok([]byte("yyyyyyy"), "put", "data@main:/f9", "-f", "-")
+	jobs = d.waitCommit("data@main")
+	if st := d.datums(jobs[0].ID); st[api.DatumSuccess] != 1 || st[api.DatumSkipped] != 5 {
+		t.Fatalf("after adding one file: %v", st)
+	}
+	if got := d.ok(nil, "cat", "total@main:/all"); got != "1\n2\n3\n4\n5\n7\n" {
+		t.Fatalf("total after add: %q", got)
+	}
+	// A changed file reruns its datum; a deleted one's output disappears.
+	d.ok([]byte("zz"), "put", "data@main:/f0", "-f", "-")
+	jobs = d.waitCommit("data@main")
+	if st := d.datums(jobs[0].ID); st[api.DatumSuccess] != 1 || st[api.DatumSkipped] != 5 {
+		t.Fatalf("after changing one file: %v", st)
+	}
+	d.ok(nil, "rm", "data@main:/f9")
+	d.waitCommit("data@main")
+	if _, code := d.run(nil, "cat", "lens@main:/f9.len"); code != 3 {
+		t.Fatalf("output of a deleted datum: exit %d", code)
+	}
+	if got := d.ok(nil, "cat", "total@main:/all"); got != "2\n2\n3\n4\n5\n" {
+		t.Fatalf("total after change and delete: %q", got)
+	}
+
+	// Lineage of a file two stages down names both jobs and the input.
+	var l api.Lineage
+	d.jsonOut(&l, "lineage", "total@main:/all")
+	if l.Pipeline != "total" || len(l.Upstream) != 1 || l.Upstream[0].Pipeline != "lens" {
+		t.Fatalf("lineage: %+v", l)
+	}
+	var l2 api.Lineage
+	d.jsonOut(&l2, "lineage", "lens@main:/f2.len")
+	if l2.Datum == "" || len(l2.Inputs) != 1 || l2.Inputs[0].Path != "/f2" || l2.Inputs[0].Repo != "data" {
+		t.Fatalf("lineage of one datum's file: %+v", l2)
+	}
+
+	// Update without reprocess reuses every datum; with it, all rerun.
+	d.spec(strings.Replace(copySpec, "parallelism: 2", "parallelism: 1", 1), "pipeline", "update")
+	jobs = d.waitCommit("data@main")
+	if st := d.datums(jobs[0].ID); st[api.DatumSkipped] != 5 || jobs[0].SpecVersion != 2 {
+		t.Fatalf("update without reprocess: %v %+v", st, jobs[0])
+	}
+	d.spec(copySpec, "pipeline", "update", "--reprocess")
+	jobs = d.waitCommit("data@main")
+	if st := d.datums(jobs[0].ID); st[api.DatumSuccess] != 5 {
+		t.Fatalf("update --reprocess: %v", st)
+	}
+}
+
+func TestPipelineFailures(t *testing.T) {
+	d := pipelineDaemon(t)
+	d.ok(nil, "repo", "create", "in")
+	d.ok([]byte("ok"), "put", "in@main:/good", "-f", "-")
+	d.ok([]byte("bad"), "put", "in@main:/bad", "-f", "-")
+	d.spec(`
+name: picky
+datum_tries: 2
+transform:
+  image: busybox
+  cmd: ["/bin/sh", "-c", "echo looking at $(ls /pfs/in); if [ -e /pfs/in/bad ]; then echo refusing >&2; exit 3; fi; cp /pfs/in/* /pfs/out/"]
+input: {pfs: {repo: in, glob: "/*"}}
+---
+name: after
+transform: {image: busybox, cmd: ["/bin/sh", "-c", "cp /pfs/picky/* /pfs/out/"]}
+input: {pfs: {repo: picky, glob: "/"}}
+`, "pipeline", "create")
+	jobs := d.waitCommit("in@main")
+	if len(jobs) != 1 || jobs[0].State != api.JobFailure || !strings.Contains(jobs[0].Error, "exit status 3") {
+		t.Fatalf("failing datum: %+v", jobs)
+	}
+	logs := d.ok(nil, "logs", "--pipeline", "picky")
+	if !strings.Contains(logs, "refusing") || !strings.Contains(logs, "try 2/2") {
+		t.Fatalf("logs of a failed datum:\n%s", logs)
+	}
+	var c struct{ State string }
+	d.jsonOut(&c, "commit", "inspect", "picky@"+jobs[0].ID)
+	if c.State != "failed" {
+		t.Fatalf("output commit of a failed job is %s", c.State)
+	}
+	var after []*api.Job
+	d.jsonOut(&after, "job", "list", "--pipeline", "after")
+	if len(after) != 0 {
+		t.Fatalf("downstream ran on a failed commit: %+v", after)
+	}
+
+	// A datum timeout kills the command.
+	d.spec(`
+name: slow
+datum_timeout: 1s
+datum_tries: 1
+transform: {image: busybox, cmd: ["/bin/sh", "-c", "sleep 30"]}
+input: {pfs: {repo: in, glob: "/"}}
+`, "pipeline", "create")
+	start := time.Now()
+	var j []*api.Job
+	for time.Since(start) < 60*time.Second {
+		d.jsonOut(&j, "job", "list", "--pipeline", "slow")
+		if len(j) == 1 && (j[0].State == api.JobFailure || j[0].State == api.JobSuccess) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(j) != 1 || j[0].State != api.JobFailure || !strings.Contains(j[0].Error, "timed out") || time.Since(start) > 25*time.Second {
+		t.Fatalf("datum timeout: %+v after %v", j, time.Since(start))
+	}
+}
+
+func TestPipelineResumesAfterKill(t *testing.T) {
+	d := pipelineDaemon(t)
+	d.ok(nil, "repo", "create", "in")
+	for i := range 8 {
+		d.ok([]byte{byte('a' + i)}, "put", fmt.Sprintf("in@main:/f%d", i), "-f", "-")
+	}
+	d.spec(`
+name: steady
+transform: {image: busybox, cmd: ["/bin/sh", "-c", "sleep 0.5; cp /pfs/in/* /pfs/out/"]}
+input: {pfs: {repo: in, glob: "/*"}}
+`, "pipeline", "create")
+	var jobs []*api.Job
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		d.jsonOut(&jobs, "job", "list", "--pipeline", "steady")
+		if len(jobs) == 1 && jobs[0].Processed >= 3 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(jobs) != 1 || jobs[0].Processed < 3 || jobs[0].Processed == 8 {
+		t.Fatalf("job before the kill: %+v", jobs)
+	}
+	d.kill()
+	d2 := startDaemonWith(t, d.data, "--mount", filepath.Join(filepath.Dir(d.data), "pfs"))
+	t.Cleanup(func() { d2.shutdown() })
+	j := d2.ok(nil, "job", "wait", jobs[0].ID)
+	var done api.Job
+	d2.jsonOut(&done, "job", "inspect", jobs[0].ID)
+	if done.State != api.JobSuccess || done.Processed+done.Skipped != 8 {
+		t.Fatalf("resumed job: %+v\n%s", done, j)
+	}
+	for i := range 8 {
+		if got := d2.ok(nil, "cat", fmt.Sprintf("steady@main:/f%d", i)); got != string(rune('a'+i)) {
+			t.Fatalf("f%d after resume: %q", i, got)
+		}
+	}
+}
