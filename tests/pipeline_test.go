@@ -108,9 +108,20 @@ func (d *daemon) jsonOut(v any, args ...string) {
 func (d *daemon) waitCommit(ref string) []*api.Job {
 	d.t.Helper()
 	var jobs []*api.Job
-	out, code := d.run(nil, "wait", ref, "-o", "json")
-	if err := json.Unmarshal([]byte(out), &jobs); err != nil {
-		d.t.Fatalf("strata wait %s: exit %d: %v\n%s", ref, code, err, out)
+	cmd := exec.Command(strataBin, "wait", ref, "-o", "json")
+	cmd.Env = append(os.Environ(), "STRATA_ADDR=unix://"+filepath.Join(d.data, "strata.sock"))
+	var errb strings.Builder
+	cmd.Stderr = &errb
+	out, err := cmd.Output() // exit 10 when a job failed: still JSON on stdout
+	if jerr := json.Unmarshal(out, &jobs); jerr != nil {
+		d.t.Fatalf("strata wait %s: %v: %v\n%s%s", ref, err, jerr, out, errb.String())
+	}
+	failed := false
+	for _, j := range jobs {
+		failed = failed || j.State != api.JobSuccess
+	}
+	if code := cmd.ProcessState.ExitCode(); failed != (code == 10) {
+		d.t.Errorf("strata wait %s: exit %d with jobs %+v", ref, code, jobs)
 	}
 	return jobs
 }
@@ -223,6 +234,48 @@ func TestPipelineDAG(t *testing.T) {
 	if st := d.datums(jobs[0].ID); st[api.DatumSuccess] != 5 {
 		t.Fatalf("update --reprocess: %v", st)
 	}
+
+	// A stopped pipeline does not run; started again, it catches up.
+	d.ok(nil, "pipeline", "stop", "lens")
+	d.ok([]byte("abc"), "put", "data@main:/f5", "-f", "-")
+	time.Sleep(300 * time.Millisecond)
+	var js []*api.Job
+	d.jsonOut(&js, "job", "list", "--pipeline", "lens")
+	before := len(js)
+	d.ok(nil, "pipeline", "start", "lens")
+	jobs = d.waitCommit("data@main")
+	d.jsonOut(&js, "job", "list", "--pipeline", "lens")
+	if len(js) != before+1 || js[0].State != api.JobSuccess || strings.TrimSpace(d.ok(nil, "cat", "lens@main:/f5.len")) != "3" {
+		t.Fatalf("after stop, put, start: %d jobs before, now %+v", before, js)
+	}
+
+	// Cross: every file against every model.
+	d.ok(nil, "repo", "create", "models")
+	d.ok([]byte("m1"), "put", "models@main:/a", "-f", "-")
+	d.ok([]byte("m2"), "put", "models@main:/b", "-f", "-")
+	d.spec(`
+name: pairs
+transform:
+  image: busybox
+  cmd: ["/bin/sh", "-c", "for f in /pfs/data/*; do for m in /pfs/models/*; do echo $(basename $f)-$(basename $m) > /pfs/out/$(basename $f)-$(basename $m); done; done"]
+input:
+  cross:
+  - pfs: {repo: data, glob: "/*"}
+  - pfs: {repo: models, glob: "/*"}
+`, "pipeline", "create")
+	jobs = d.waitCommit("models@main")
+	if len(jobs) != 1 || jobs[0].Total != 12 || jobs[0].Processed != 12 {
+		t.Fatalf("cross of 6 files and 2 models: %+v", jobs)
+	}
+	if got := d.ok(nil, "ls", "pairs@main", "-o", "json"); strings.Count(got, `"path"`) != 12 {
+		t.Fatalf("cross outputs: %s", got)
+	}
+	// A new model runs only its 6 pairs.
+	d.ok([]byte("m3"), "put", "models@main:/c", "-f", "-")
+	jobs = d.waitCommit("models@main")
+	if jobs[0].Processed != 6 || jobs[0].Skipped != 12 {
+		t.Fatalf("cross after a new model: %+v", jobs[0])
+	}
 }
 
 func TestPipelineFailures(t *testing.T) {
@@ -259,6 +312,30 @@ input: {pfs: {repo: picky, glob: "/"}}
 	d.jsonOut(&after, "job", "list", "--pipeline", "after")
 	if len(after) != 0 {
 		t.Fatalf("downstream ran on a failed commit: %+v", after)
+	}
+
+	// job stop kills a running job; its output commit is failed.
+	d.spec(`
+name: sleepy
+transform: {image: busybox, cmd: ["/bin/sh", "-c", "sleep 60"]}
+input: {pfs: {repo: in, glob: "/"}}
+`, "pipeline", "create")
+	var sj []*api.Job
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		d.jsonOut(&sj, "job", "list", "--pipeline", "sleepy")
+		if len(sj) == 1 && sj[0].State == api.JobRunning {
+			break
+		}
+	}
+	if len(sj) != 1 {
+		t.Fatalf("sleepy jobs: %+v", sj)
+	}
+	d.ok(nil, "job", "stop", sj[0].ID)
+	var killed api.Job
+	d.jsonOut(&killed, "job", "inspect", sj[0].ID)
+	d.jsonOut(&c, "commit", "inspect", "sleepy@"+sj[0].ID)
+	if killed.State != api.JobKilled || c.State != "failed" {
+		t.Fatalf("stopped job: %+v, output commit %s", killed, c.State)
 	}
 
 	// A datum timeout kills the command.
