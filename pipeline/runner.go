@@ -26,7 +26,8 @@ type runner struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	pool *pool // workers, started with the first job
+	pool *pool    // workers, started with the first job
+	svc  *service // a service pipeline's process
 }
 
 func (c *Controller) startRunner(name string) {
@@ -70,6 +71,7 @@ func (r *runner) run() {
 	defer r.c.wg.Done()
 	defer close(r.done)
 	defer func() {
+		r.svc.stop()
 		if r.pool != nil {
 			r.pool.close()
 		}
@@ -106,10 +108,21 @@ func (r *runner) step() error {
 		if err != nil {
 			return err
 		}
+		if j == nil && p.Spec.Service != nil && r.svc == nil && p.LastJob != "" {
+			// A service whose daemon restarted: serve its last job's
+			// inputs again.
+			if last, err := r.c.job(p.LastJob); err == nil && last.State == api.JobSuccess {
+				j = last
+			}
+		}
 		if j == nil {
 			if j, err = r.newJob(p); err != nil || j == nil {
 				return err
 			}
+		}
+		if p.Spec.Service != nil {
+			r.c.runService(r, p, j)
+			return nil
 		}
 		r.c.runJob(r, p, j)
 	}
@@ -301,7 +314,7 @@ func (r *runner) ensurePool(ctx context.Context, p *pipelineRec) (*pool, error) 
 		id := fmt.Sprintf("%s-%d-%s", p.Name, i, newSalt()[:6])
 		w, err := c.o.Exec.StartWorker(ctx, WorkerSpec{ID: id, Image: p.Spec.Transform.Image,
 			PFS: filepath.Join(c.slotDir, name), Out: wk.out, Run: wk.run, Env: env,
-			Network: p.Spec.Transform.Network, CPU: cpu, Memory: mem})
+			Network: p.Spec.Transform.Network || p.Spec.Service != nil, CPU: cpu, Memory: mem})
 		if err != nil {
 			c.slots.drop(name)
 			pl.close()

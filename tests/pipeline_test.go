@@ -3,6 +3,9 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,7 +60,7 @@ func busyboxRoot(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(root, "bin", "busybox"), data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range []string{"sh", "cat", "ls", "cp", "sleep", "echo", "wc", "mkdir", "basename", "sort", "tr", "head", "test", "[", "env", "rm", "date"} {
+	for _, a := range []string{"sh", "cat", "ls", "cp", "sleep", "echo", "wc", "mkdir", "basename", "sort", "tr", "head", "test", "[", "env", "rm", "date", "httpd"} {
 		os.Symlink("busybox", filepath.Join(root, "bin", a))
 	}
 	os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"), 0o644)
@@ -396,5 +399,53 @@ input: {pfs: {repo: in, glob: "/*"}}
 		if got := d2.ok(nil, "cat", fmt.Sprintf("steady@main:/f%d", i)); got != string(rune('a'+i)) {
 			t.Fatalf("f%d after resume: %q", i, got)
 		}
+	}
+}
+
+func TestServicePipeline(t *testing.T) {
+	d := pipelineDaemon(t)
+	d.ok(nil, "repo", "create", "site")
+	d.ok([]byte("v1"), "put", "site@main:/index.html", "-f", "-")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	d.spec(fmt.Sprintf(`
+name: web
+transform: {image: busybox, cmd: ["/bin/sh", "-c", "exec httpd -f -p $PORT -h /pfs/site"]}
+input: {pfs: {repo: site, glob: "/"}}
+service: {port: %d}
+`, port), "pipeline", "create")
+	get := func(want string) {
+		t.Helper()
+		var got string
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/index.html", port))
+			if err != nil {
+				got = err.Error()
+				continue
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if got = string(b); got == want {
+				return
+			}
+		}
+		t.Fatalf("service answered %q, want %q", got, want)
+	}
+	get("v1")
+	// A new commit restarts the service over the new data.
+	d.ok([]byte("v2"), "put", "site@main:/index.html", "-f", "-")
+	get("v2")
+	jobs := d.waitCommit("site@main")
+	if len(jobs) != 1 || jobs[0].State != api.JobSuccess {
+		t.Fatalf("service job: %+v", jobs)
+	}
+	var js []*api.Job
+	d.jsonOut(&js, "job", "list", "--pipeline", "web")
+	if len(js) != 2 {
+		t.Fatalf("%d service jobs, want 2", len(js))
 	}
 }
