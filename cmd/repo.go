@@ -370,6 +370,9 @@ func commitDetail(tw *tabwriter.Writer, c *meta.Commit) {
 	}
 	fmt.Fprintf(tw, "Size:\t%s in %d files\n", humanBytes(c.Size), c.Files)
 	fmt.Fprintf(tw, "Message:\t%s\n", c.Message)
+	if c.Spec != "" {
+		fmt.Fprintf(tw, "Spec:\t%s\n", c.Spec)
+	}
 	for _, p := range c.Provenance {
 		fmt.Fprintf(tw, "Provenance:\t%s\n", p)
 	}

@@ -317,6 +317,42 @@ input: {pfs: {repo: picky, glob: "/"}}
 		t.Fatalf("downstream ran on a failed commit: %+v", after)
 	}
 
+	// datum mount shows what a worker would see for one datum.
+	specFile := filepath.Join(t.TempDir(), "picky.yaml")
+	os.WriteFile(specFile, []byte("name: picky\ntransform: {image: busybox, cmd: [true]}\ninput: {pfs: {repo: in, glob: \"/*\"}}\n"), 0o644)
+	mnt := filepath.Join(t.TempDir(), "datum")
+	dm := exec.Command(strataBin, "datum", "mount", "-f", specFile, mnt, "--datum", "1")
+	dm.Env = append(os.Environ(), "STRATA_ADDR=unix://"+filepath.Join(d.data, "strata.sock"))
+	var dmOut strings.Builder
+	dm.Stdout, dm.Stderr = &dmOut, &dmOut
+	if err := dm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline) && len(seen) == 0; time.Sleep(100 * time.Millisecond) {
+		es, _ := os.ReadDir(filepath.Join(mnt, "in"))
+		for _, e := range es {
+			seen = append(seen, e.Name())
+		}
+	}
+	if len(seen) != 1 {
+		dm.Process.Kill()
+		t.Fatalf("datum mount shows %v in /pfs/in, want one file\n%s", seen, dmOut.String())
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "out", "x"), []byte("draft"), 0o644); err != nil {
+		t.Errorf("write to the preview's out: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "in", "y"), []byte("no"), 0o644); err == nil {
+		t.Errorf("the preview's inputs are writable")
+	}
+	dm.Process.Signal(syscall.SIGINT)
+	if err := dm.Wait(); err != nil {
+		t.Errorf("datum mount after SIGINT: %v\n%s", err, dmOut.String())
+	}
+	if es, _ := os.ReadDir(mnt); len(es) != 0 {
+		t.Errorf("datum mount left %d entries at %s after SIGINT", len(es), mnt)
+	}
+
 	// job stop kills a running job; its output commit is failed.
 	d.spec(`
 name: sleepy
