@@ -75,7 +75,13 @@ func (c *Controller) finishJob(p *pipelineRec, j *jobRec, state, failure string,
 	if state != api.JobSuccess {
 		root = nil
 	}
-	rb.FinishCommit(p.Name, j.ID, root, failure)
+	if oc, err := c.db.Commit(p.Name, j.ID); err == nil && oc.State == meta.StateOpen {
+		rb.FinishCommit(p.Name, j.ID, root, failure)
+	} else if state == api.JobSuccess {
+		// Someone finished or deleted the output commit under us.
+		j.State, j.Error = api.JobFailure, "the output commit was finished or deleted outside the job"
+		failure = j.Error
+	}
 	if _, err := rb.Commit(true); err != nil {
 		return err
 	}

@@ -86,6 +86,14 @@ func (c *Controller) createOne(s *spec.Spec, update, reprocess bool) (*pipelineR
 	}
 	if old != nil {
 		c.stopRunner(s.Name)
+		// A job of the old version does not go on under the new one.
+		var last *jobRec
+		c.jobsOf(s.Name, 1, func(j *jobRec) bool { last = j; return false })
+		if last != nil && !finished(last.State) {
+			if err := c.finishJob(old, last, api.JobKilled, "killed by 'strata pipeline update'", nil); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if _, err := c.db.Repo(s.Name); errors.Is(err, meta.ErrNotExist) {
 		if _, err := c.db.CreateRepo(s.Name, "output of pipeline "+s.Name, s.Name); err != nil {

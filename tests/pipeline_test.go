@@ -317,6 +317,23 @@ input: {pfs: {repo: picky, glob: "/"}}
 		t.Fatalf("downstream ran on a failed commit: %+v", after)
 	}
 
+	// Two datums writing one path fail the job, naming both.
+	d.spec(`
+name: clash
+transform: {image: busybox, cmd: ["/bin/sh", "-c", "echo x > /pfs/out/same"]}
+input: {pfs: {repo: in, glob: "/*"}}
+`, "pipeline", "create")
+	clash := d.waitCommit("in@main")
+	var cj *api.Job
+	for _, j := range clash {
+		if j.Pipeline == "clash" {
+			cj = j
+		}
+	}
+	if cj == nil || cj.State != api.JobFailure || !strings.Contains(cj.Error, "both write /same") {
+		t.Fatalf("two datums writing one path: %+v", cj)
+	}
+
 	// datum mount shows what a worker would see for one datum.
 	specFile := filepath.Join(t.TempDir(), "picky.yaml")
 	os.WriteFile(specFile, []byte("name: picky\ntransform: {image: busybox, cmd: [true]}\ninput: {pfs: {repo: in, glob: \"/*\"}}\n"), 0o644)
