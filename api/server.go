@@ -77,6 +77,20 @@ func (s *Server) Handler(token string) http.Handler {
 	})
 }
 
+// userWritable refuses user writes to a pipeline's output repo: its jobs
+// write it, and a user's commit there would trigger downstream pipelines
+// on data no job made. (Moving its branches, e.g. to revert, is allowed.)
+func (s *Server) userWritable(repo string) error {
+	rp, err := s.st.Meta.Repo(repo)
+	if err != nil {
+		return err
+	}
+	if rp.Pipeline != "" {
+		return fmt.Errorf("repo %s is the output of pipeline %s and only its jobs write to it; change the pipeline's input or spec instead: %w", repo, rp.Pipeline, meta.ErrConflict)
+	}
+	return nil
+}
+
 type handler func(w http.ResponseWriter, r *http.Request) error
 
 func (s *Server) handle(pattern string, h handler) {
@@ -175,6 +189,9 @@ func (s *Server) routes() {
 		if req.Branch == "" {
 			req.Branch = meta.DefaultBranch
 		}
+		if err := s.userWritable(r.PathValue("repo")); err != nil {
+			return err
+		}
 		c, err := s.st.Meta.StartCommit(r.PathValue("repo"), req.Branch, meta.CommitOptions{Message: req.Message})
 		if err != nil {
 			return err
@@ -191,6 +208,9 @@ func (s *Server) routes() {
 	s.handle("POST /v1/repos/{repo}/commits/{ref}/finish", func(w http.ResponseWriter, r *http.Request) error {
 		var req struct{ Error string }
 		if err := readJSON(r, &req); err != nil {
+			return err
+		}
+		if err := s.userWritable(r.PathValue("repo")); err != nil {
 			return err
 		}
 		c, err := s.st.Meta.FinishCommit(r.PathValue("repo"), r.PathValue("ref"), req.Error)
@@ -270,6 +290,9 @@ func (s *Server) routes() {
 	s.handle("PUT /v1/repos/{repo}/branches/{branch}/file", func(w http.ResponseWriter, r *http.Request) error {
 		q := r.URL.Query()
 		mode, _ := strconv.ParseUint(q.Get("mode"), 8, 32)
+		if err := s.userWritable(r.PathValue("repo")); err != nil {
+			return err
+		}
 		res, err := s.st.PutFile(r.Context(), r.PathValue("repo"), r.PathValue("branch"), q.Get("path"), r.Body, store.PutOptions{
 			Append: q.Get("append") == "true", Mode: uint32(mode), Commit: commitOptions(r),
 		})
@@ -279,6 +302,9 @@ func (s *Server) routes() {
 		return writeJSON(w, res)
 	})
 	s.handle("POST /v1/repos/{repo}/branches/{branch}/tar", func(w http.ResponseWriter, r *http.Request) error {
+		if err := s.userWritable(r.PathValue("repo")); err != nil {
+			return err
+		}
 		res, err := s.st.PutTar(r.Context(), r.PathValue("repo"), r.PathValue("branch"), r.URL.Query().Get("path"), r.Body,
 			store.PutOptions{Commit: commitOptions(r)}, nil)
 		if err != nil {
@@ -287,6 +313,9 @@ func (s *Server) routes() {
 		return writeJSON(w, res)
 	})
 	s.handle("DELETE /v1/repos/{repo}/branches/{branch}/file", func(w http.ResponseWriter, r *http.Request) error {
+		if err := s.userWritable(r.PathValue("repo")); err != nil {
+			return err
+		}
 		res, err := s.st.Delete(r.Context(), r.PathValue("repo"), r.PathValue("branch"), r.URL.Query().Get("path"), commitOptions(r))
 		if err != nil {
 			return err

@@ -36,8 +36,8 @@ build it from a local root directory.
 		Long: `Import a container image into the daemon's containerd under --name, which
 a spec's transform.image can then name.
 
-TAR is an OCI image-layout tarball or the output of 'docker save' (it may
-hold several images; NAME names the first). DIR is a root directory
+TAR is an OCI image-layout tarball or the output of 'docker save' holding
+one image. DIR is a root directory
 (bin/, etc/, ...) that becomes a one-layer image: the CLI sends it as a tar
 made on the fly, with regular files, directories and symlinks (never
 followed) and their permission bits; devices, sockets and fifos are

@@ -125,6 +125,7 @@ func (w worker) Exec(ctx context.Context, req agent.Request, stdout, stderr io.W
 	return w.w.Exec(ctx, req, stdout, stderr)
 }
 func (w worker) Close(ctx context.Context) error { return w.w.Close(ctx) }
+func (w worker) Alive() bool                     { return w.w.Alive() }
 
 type images struct{ l *lazyRuntime }
 

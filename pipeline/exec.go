@@ -30,6 +30,8 @@ type WorkerSpec struct {
 // Worker runs one command per datum.
 type Worker interface {
 	Exec(ctx context.Context, req agent.Request, stdout, stderr io.Writer) (agent.Result, error)
+	// Alive reports whether the worker's container still runs.
+	Alive() bool
 	Close(ctx context.Context) error
 }
 

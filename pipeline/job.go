@@ -268,6 +268,31 @@ loop:
 	return context.Cause(ctx)
 }
 
+// datumPath is what the env var of an input names for a datum: the path
+// of the datum's one file of that input under /pfs, or the input's
+// directory when the datum has several (or none).
+func datumPath(d *datum.Datum, input string) string {
+	var paths []string
+	for _, f := range d.Files {
+		if f.Input == input {
+			paths = append(paths, f.Path)
+		}
+	}
+	if len(paths) == 1 && paths[0] != "/" {
+		return "/pfs/" + input + paths[0]
+	}
+	return "/pfs/" + input
+}
+
+// saveDatum records a datum's state, unsynced.
+func (c *Controller) saveDatum(j *jobRec, d *api.Datum) {
+	rb := c.db.NewRecordBatch()
+	rb.Put(nsDatum, j.ID+"/"+d.ID, d)
+	if _, err := rb.Commit(false); err != nil {
+		c.log.Error("save datum", "job", j.ID, "datum", d.ID, "err", err)
+	}
+}
+
 // saveProgress writes a datum's record and the job's counts, unsynced:
 // a crash loses at most some finished datums, which then run again.
 func (c *Controller) saveProgress(j *jobRec, d *api.Datum) {
@@ -310,7 +335,7 @@ func (c *Controller) runDatum(ctx context.Context, w *worker, p *pipelineRec, j 
 
 	env := []string{"STRATA_JOB_ID=" + j.ID, "STRATA_DATUM_ID=" + d.ID, "STRATA_PIPELINE=" + p.Name}
 	for _, in := range j.Inputs {
-		env = append(env, in.Name+"=/pfs/"+in.Name, in.Name+"_COMMIT="+in.Commit)
+		env = append(env, in.Name+"="+datumPath(d, in.Name), in.Name+"_COMMIT="+in.Commit)
 	}
 	var stdin []byte
 	if len(p.Spec.Transform.Stdin) > 0 {
@@ -323,6 +348,7 @@ func (c *Controller) runDatum(ctx context.Context, w *worker, p *pipelineRec, j 
 	start := time.Now()
 	now := start.UTC()
 	rec.Started, rec.Worker, rec.State = &now, w.name, api.DatumRunning
+	c.saveDatum(j, rec)
 	var last string
 	for try := 1; try <= tries; try++ {
 		rec.Tries = try
@@ -339,6 +365,11 @@ func (c *Controller) runDatum(ctx context.Context, w *worker, p *pipelineRec, j 
 		case err != nil && ctx.Err() != nil:
 			rec.State, rec.Error = api.DatumFailed, context.Cause(ctx).Error()
 			return nil
+		case err != nil && !w.w.Alive():
+			// The container is gone: fail the job; the next one starts
+			// new workers.
+			rec.State, rec.Error = api.DatumFailed, "worker "+w.name+" died: "+err.Error()
+			return fmt.Errorf("datum %s: worker %s died: %w", d.ID, w.name, err)
 		case err != nil:
 			last = err.Error()
 		case !res.Success():

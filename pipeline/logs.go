@@ -21,6 +21,13 @@ import (
 // writing what is appended until the job has finished and every log is
 // drained, or ctx ends.
 func (c *Controller) Logs(ctx context.Context, q api.LogQuery, w io.Writer) error {
+	if q.Pipeline == "" && q.Job != "" {
+		j, err := c.job(q.Job)
+		if err != nil {
+			return err
+		}
+		q.Pipeline = j.Pipeline
+	}
 	p, err := c.pipeline(q.Pipeline)
 	if err != nil {
 		return err

@@ -253,10 +253,9 @@ type pool struct {
 }
 
 type worker struct {
-	name          string // slot name
-	w             Worker
-	out, run, log string
-	broken        error
+	name     string // slot name
+	w        Worker
+	out, run string
 }
 
 // ensurePool starts the pipeline's workers for spec version p.Version,
@@ -331,7 +330,7 @@ func (pl *pool) healthy() bool {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	for _, w := range pl.workers {
-		if w.broken != nil {
+		if !w.w.Alive() {
 			return false
 		}
 	}

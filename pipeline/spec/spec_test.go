@@ -221,9 +221,9 @@ transform: {image: i, cmd: [x]}
 input:
   cron: {name: nightly, spec: "0 3 * * 1-5", overwrite: true}
 `, []string{"c"}, []string{"nightly"}},
-		{"service without cmd", `
+		{"service", `
 name: web
-transform: {image: nginx}
+transform: {image: nginx, cmd: [nginx, -g, "daemon off;"]}
 input: {pfs: {repo: site, glob: /}}
 service: {port: 8080}
 `, []string{"web"}, []string{"site"}},

@@ -120,7 +120,7 @@ func (v *validator) transform() {
 		v.add("transform.image", "required: the container image to run, e.g. \"busybox:latest\"")
 	}
 	switch {
-	case len(t.Cmd) == 0 && v.spec.Service == nil:
+	case len(t.Cmd) == 0:
 		v.add("transform.cmd", "required: the command to run for each datum, e.g. [sh, -c, \"cp /pfs/in/* /pfs/out/\"]")
 	case len(t.Cmd) > 0 && t.Cmd[0] == "":
 		v.add("transform.cmd[0]", "the program to run must not be empty")
