@@ -380,6 +380,7 @@ func (c *Controller) runDatum(ctx context.Context, w *worker, p *pipelineRec, j 
 				last = "capture /pfs/out: " + err.Error()
 				break
 			}
+			clearDir(w.out) // stored now; do not keep a second copy on disk
 			rec.State, rec.Output, rec.Error = api.DatumSuccess, root, ""
 			rec.Duration = time.Since(start).Seconds()
 			rec.Outputs = nil
