@@ -4,7 +4,7 @@ BIN     := bin/strata
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/strata-data/strata/api.Version=$(VERSION)
 
-.PHONY: all build test lint bench bench-meta bench-mount demo clean
+.PHONY: all build test lint bench bench-meta bench-mount bench-pipeline demo clean
 
 all: build
 
@@ -32,6 +32,12 @@ bench: build
 # The /pfs mount next to local disk and tmpfs (root: mounts a tmpfs).
 bench-mount: build
 	$(GO) run ./tests/bench -mount -strata $(BIN)
+
+# Pipelines: per-datum overhead next to a container per datum, commit → job
+# latency, one new file in a 10,000-datum input (root: runs containers;
+# needs containerd, runc, ctr and busybox-static).
+bench-pipeline: build
+	$(GO) run ./tests/bench -pipeline -strata $(BIN)
 
 bench-meta:
 	$(GO) test -run XXX -bench . -benchtime 1x -timeout 60m ./meta/

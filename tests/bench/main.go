@@ -6,6 +6,7 @@
 //	go run ./tests/bench -size-scale 0.01 -gen-only     # only generate the data set
 //	go run ./tests/bench -tools restic -size-scale 0.05 # one tool only
 //	go run ./tests/bench -mount [-runs 3] [-size-scale 0.1] # only the FUSE mount table
+//	go run ./tests/bench -pipeline [-runs 3]                # only the pipeline table (root, containerd, ctr)
 //
 // Exit status: 0 when the benchmark ran (goals met or not), 1 on any failure
 // (including a restored tree that differs from the data set), 2 on usage
@@ -40,6 +41,7 @@ type config struct {
 	useStrata bool
 	useRestic bool
 	mount     bool // only the mount table
+	pipeline  bool // only the pipeline table
 }
 
 func (c *config) path(name string) string { return filepath.Join(c.work, name) }
@@ -65,6 +67,7 @@ func realMain() int {
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the work directory (data set, repos, logs) at the end")
 	flag.BoolVar(&cfg.genOnly, "gen-only", false, "only generate the data set and print its file count, bytes and generation time")
 	flag.BoolVar(&cfg.mount, "mount", false, "run only the mount table (strata's FUSE mount vs local disk vs tmpfs; -size-scale scales its 2 GiB file), not the restic comparison")
+	flag.BoolVar(&cfg.pipeline, "pipeline", false, "run only the pipeline table (per-datum overhead vs a container per datum, commit → job latency, one new file in 10,000 datums; needs root, containerd, runc, ctr and busybox), not the restic comparison")
 	flag.StringVar(&tools, "tools", "strata,restic", "comma-separated tools to benchmark (strata, restic)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./tests/bench [flags]\n\n")
@@ -91,8 +94,24 @@ func realMain() int {
 			return 2
 		}
 	}
-	if cfg.mount {
+	if cfg.mount && cfg.pipeline {
+		fmt.Fprintln(os.Stderr, "-mount and -pipeline are separate tables; give one")
+		return 2
+	}
+	if cfg.mount || cfg.pipeline {
 		cfg.useStrata, cfg.useRestic, cfg.genOnly = true, false, false
+	}
+	if cfg.pipeline {
+		for _, bin := range []string{"containerd", "runc", "ctr", "busybox"} {
+			if _, err := exec.LookPath(bin); err != nil {
+				fmt.Fprintf(os.Stderr, "error: -pipeline needs %s: %v\nInstall it with:\n\n    apt-get install -y containerd runc busybox-static\n", bin, err)
+				return 2
+			}
+		}
+		if os.Geteuid() != 0 {
+			fmt.Fprintln(os.Stderr, "error: -pipeline runs containers and needs root")
+			return 2
+		}
 	}
 	if !cfg.useStrata && !cfg.useRestic {
 		fmt.Fprintln(os.Stderr, "-tools: nothing to benchmark")
@@ -135,8 +154,11 @@ func realMain() int {
 	defer cleanupWork(&cfg)
 
 	run := bench
-	if cfg.mount {
+	switch {
+	case cfg.mount:
 		run = benchMount
+	case cfg.pipeline:
+		run = benchPipeline
 	}
 	if err := run(ctx, &cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "\nFAILED: %v\n", err)
