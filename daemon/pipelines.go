@@ -111,8 +111,16 @@ func (e executor) StartWorker(ctx context.Context, w pipeline.WorkerSpec) (pipel
 	if err != nil {
 		return nil, err
 	}
-	wk, err := rt.StartWorker(ctx, runtime.WorkerSpec{ID: w.ID, Image: w.Image, PFS: w.PFS, Out: w.Out, Run: w.Run,
-		Env: w.Env, Network: w.Network, CPU: w.CPU, Memory: w.Memory})
+	spec := runtime.WorkerSpec{ID: w.ID, Image: w.Image, PFS: w.PFS, Out: w.Out, Run: w.Run,
+		Env: w.Env, Network: w.Network, CPU: w.CPU, Memory: w.Memory}
+	wk, err := rt.StartWorker(ctx, spec)
+	if errors.Is(err, runtime.ErrImageNotFound) {
+		// Not imported: try its registry, where one is reachable.
+		if _, perr := rt.Pull(ctx, w.Image); perr != nil {
+			return nil, fmt.Errorf("%w; pulling it failed too (%v): import it with 'strata image import'", err, perr)
+		}
+		wk, err = rt.StartWorker(ctx, spec)
+	}
 	if err != nil {
 		return nil, err
 	}

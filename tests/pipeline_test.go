@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -500,5 +501,54 @@ service: {port: %d}
 	d.jsonOut(&js, "job", "list", "--pipeline", "web")
 	if len(js) != 2 {
 		t.Fatalf("%d service jobs, want 2", len(js))
+	}
+}
+
+func TestPipelineJoinGroup(t *testing.T) {
+	d := pipelineDaemon(t)
+	for repo, files := range map[string][]string{
+		"left":  {"/a-1.txt", "/b-2.txt", "/c-9.txt"},
+		"right": {"/1.csv", "/2.csv", "/3.csv"},
+		"logs":  {"/x-1", "/y-1", "/z-2"},
+	} {
+		d.ok(nil, "repo", "create", repo)
+		for _, f := range files {
+			d.ok([]byte(f), "put", repo+"@main:"+f, "-f", "-")
+		}
+	}
+	d.spec(`
+name: joined
+transform: {image: busybox, cmd: ["/bin/sh", "-c", "cat /pfs/left/* /pfs/right/* > /pfs/out/$(ls /pfs/right)"]}
+input:
+  join:
+  - pfs: {repo: left, glob: "/*-(*).txt", join_on: "$1"}
+  - pfs: {repo: right, glob: "/(*).csv", join_on: "$1"}
+---
+name: grouped
+transform: {image: busybox, cmd: ["/bin/sh", "-c", "ls /pfs/logs | tr '\n' ' ' > /pfs/out/$STRATA_DATUM_ID"]}
+input:
+  group:
+  - pfs: {repo: logs, glob: "/*-(*)", group_by: "$1"}
+`, "pipeline", "create")
+	d.waitCommit("left@main")
+	d.waitCommit("logs@main")
+	if got := d.ok(nil, "cat", "joined@main:/1.csv"); got != "/a-1.txt/1.csv" {
+		t.Errorf("join of key 1: %q", got)
+	}
+	if got := d.ok(nil, "cat", "joined@main:/2.csv"); got != "/b-2.txt/2.csv" {
+		t.Errorf("join of key 2: %q", got)
+	}
+	if _, code := d.run(nil, "cat", "joined@main:/3.csv"); code != 3 {
+		t.Errorf("key 3 has no left side, yet a datum ran (exit %d)", code)
+	}
+	var groups []string
+	var ls []struct{ Path string }
+	d.jsonOut(&ls, "ls", "grouped@main")
+	for _, e := range ls {
+		groups = append(groups, strings.TrimSpace(d.ok(nil, "cat", "grouped@main:"+e.Path)))
+	}
+	sort.Strings(groups)
+	if strings.Join(groups, "|") != "x-1 y-1|z-2" {
+		t.Errorf("groups: %q", groups)
 	}
 }
