@@ -21,7 +21,7 @@ const (
 // Reader keeps the last few chunks it decoded, so neighbouring small reads
 // fetch each chunk once.
 type Reader struct {
-	s    *Store
+	g    Getter
 	ctx  context.Context
 	refs []Ref
 	ends []int64 // ends[i] is the offset just past chunk i
@@ -47,15 +47,27 @@ var _ interface {
 	io.WriterTo
 } = (*Reader)(nil)
 
+// Getter returns the plaintext of a whole chunk, verified against its
+// ID. *Store is one; a remote mount's chunk fetcher is another.
+type Getter interface {
+	Get(ctx context.Context, ref Ref) ([]byte, error)
+}
+
 // NewReader returns a Reader for the file made of refs.
 func (s *Store) NewReader(ctx context.Context, refs []Ref) *Reader {
+	return NewReaderFrom(ctx, s, refs)
+}
+
+// NewReaderFrom returns a Reader for the file made of refs whose chunks g
+// fetches.
+func NewReaderFrom(ctx context.Context, g Getter, refs []Ref) *Reader {
 	ends := make([]int64, len(refs))
 	var end int64
 	for i, ref := range refs {
 		end += int64(ref.Size)
 		ends[i] = end
 	}
-	return &Reader{s: s, ctx: ctx, refs: refs, ends: ends}
+	return &Reader{g: g, ctx: ctx, refs: refs, ends: ends}
 }
 
 // Size returns the length of the file.
@@ -192,7 +204,7 @@ func (r *Reader) fetch(i int) *cached {
 	f := &cached{i: i, done: make(chan struct{})}
 	r.cache = append(r.cache, f)
 	go func() {
-		f.data, f.err = r.s.Get(r.ctx, r.refs[i])
+		f.data, f.err = r.g.Get(r.ctx, r.refs[i])
 		if f.err != nil { // do not cache failures: a later read tries again
 			r.mu.Lock()
 			if j := slices.Index(r.cache, f); j >= 0 {

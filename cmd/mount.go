@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -11,34 +12,62 @@ import (
 	"github.com/strata-data/strata/api"
 	"github.com/strata-data/strata/daemon"
 	"github.com/strata-data/strata/fs/mount"
+	"github.com/strata-data/strata/fs/view/remote"
 	"github.com/strata-data/strata/store"
 )
 
 type mountOptions struct {
-	data string
-	idle time.Duration
+	data    string
+	idle    time.Duration
+	cacheMB int64
 }
 
 func mountCmd(g *globals) *cobra.Command {
 	o := &mountOptions{}
 	c := &cobra.Command{
-		Use:   "mount DIR",
-		Short: "Serve the /pfs view of a data directory at DIR (foreground)",
-		Long: `Mount the /pfs view (every repo, branch and commit; see docs/mount.md) of a
-data directory at DIR and serve it until interrupted or unmounted. The
-daemon mounts /pfs itself ('strata up --mount DIR'); this command is for a
-data directory that no daemon is running on. Mounting from a separate
-process through a running daemon (--server) is not built yet.`,
+		Use:   "mount DIR [--server URL [--token TOKEN]] [--data DATA]",
+		Short: "Mount the /pfs view of every repo and commit at DIR (foreground)",
+		Long: `Mount the /pfs view (every repo, branch and commit; see docs/mount.md) at
+DIR and serve it until interrupted (Ctrl-C, SIGTERM) or unmounted
+('strata unmount DIR').
+
+Through a running daemon, from another process or another machine:
+  strata mount /mnt/pfs --server unix:///var/lib/strata/strata.sock
+  strata mount /mnt/pfs --server http://host:7070 --token TOKEN
+--server defaults to $STRATA_ADDR and --token to $STRATA_TOKEN (the
+daemon's DATA/token; 'strata status' on its host prints it). Without
+either, a daemon running on --data (default: the default data directory) is
+used through its socket. Such a mount is read-only (writes fail with
+"Read-only file system"); it fetches only the chunks that reads touch and
+keeps the most recent ones in memory (--cache-mb). Branch views follow
+their branches within about a second, as on the daemon's own /pfs.
+
+Without a daemon, 'strata mount DIR --data DATA' serves the data directory
+itself, writable, like the daemon's /pfs ('strata up --mount DIR').`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if c.Flags().Changed("server") {
-				return fmt.Errorf("strata mount --server: mounting through a daemon's API is not built yet; run 'strata up --mount DIR' on the daemon's machine")
+			addr := g.server
+			if addr == "" && !c.Flags().Changed("data") {
+				addr = os.Getenv("STRATA_ADDR")
+			}
+			if addr == "" {
+				data, err := filepath.Abs(o.data)
+				if err != nil {
+					return err
+				}
+				if pid, _ := daemon.ReadPID(data); pid != 0 {
+					addr = "unix://" + api.SocketPath(data)
+				}
+			}
+			if addr != "" {
+				return runRemoteMount(c.Context(), g, o, addr, args[0])
 			}
 			return runMount(c.Context(), o, args[0])
 		},
 	}
-	c.Flags().StringVar(&o.data, "data", api.DefaultDataDir(), "data directory")
-	c.Flags().DurationVar(&o.idle, "idle", 30*time.Second, "finish a branch's open commit after this long without writes (negative: never)")
+	c.Flags().StringVar(&o.data, "data", api.DefaultDataDir(), "data directory (when no daemon runs on it, it is served directly)")
+	c.Flags().DurationVar(&o.idle, "idle", 30*time.Second, "without a daemon: finish a branch's open commit after this long without writes (negative: never)")
+	c.Flags().Int64Var(&o.cacheMB, "cache-mb", remote.DefaultChunkCache>>20, "through a daemon: MiB of chunks kept in memory")
 	return c
 }
 
@@ -47,15 +76,31 @@ func runMount(ctx context.Context, o *mountOptions, dir string) error {
 	if err != nil {
 		return err
 	}
-	if pid, _ := daemon.ReadPID(data); pid != 0 {
-		return fmt.Errorf("a strata daemon (pid %d) owns %s, and mounting through it is not built yet; restart it with 'strata up --mount %s'", pid, data, dir)
-	}
 	st, err := store.Open(data, store.Options{})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	return mount.Run(ctx, st, dir, mount.Options{Idle: o.idle})
+}
+
+// runRemoteMount mounts, read-only, what the daemon at addr serves.
+func runRemoteMount(ctx context.Context, g *globals, o *mountOptions, addr, dir string) error {
+	cl, err := api.NewClient(addr, g.token)
+	if err != nil {
+		return usageError{err}
+	}
+	// Fail now, with the daemon's reason, rather than with EIO on every
+	// access: no daemon there (exit 6) or a wrong token (exit 8).
+	if _, err := cl.Repos(ctx); err != nil {
+		return fmt.Errorf("mount %s through %s: %w", dir, addr, err)
+	}
+	cache := o.cacheMB << 20
+	if o.cacheMB <= 0 {
+		cache = -1
+	}
+	src := remote.New(cl, remote.Options{ChunkCache: cache})
+	return mount.RunSource(ctx, src, dir, mount.Options{})
 }
 
 func unmountCmd(g *globals) *cobra.Command {
@@ -66,7 +111,7 @@ func unmountCmd(g *globals) *cobra.Command {
 		Long: `Unmount the /pfs mount at DIR. With files still open there it fails
 unless --lazy, which detaches the mount now and lets the kernel end it when
 the last file is closed. The daemon that served it finishes the open commits
-of writes through it.`,
+of writes through it; a 'strata mount' serving it exits.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return mount.Unmount(args[0], lazy) },
 	}

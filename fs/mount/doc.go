@@ -41,6 +41,14 @@
 // ENOTSUP; writes to a read-only view EROFS. No request blocks on anything
 // but the store.
 //
+// # Read-only mounts
+//
+// MountSource serves the tree of any view.Source read-only (a mount made
+// by another process through the daemon's API): the kernel mount is "ro",
+// every node answers writes with EROFS, and a sequential reader has more
+// chunks fetched ahead (Options.ReadAheadChunks), because each fetch waits
+// on a round trip.
+//
 // # Errors
 //
 // Every error a node returns goes through Server.errno, the one mapping

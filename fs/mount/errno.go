@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"syscall"
 
+	"github.com/strata-data/strata/api"
 	"github.com/strata-data/strata/chunk"
 	"github.com/strata-data/strata/meta"
 )
@@ -23,7 +24,9 @@ import (
 //	meta.ErrConflict                         EBUSY
 //	fs.ErrClosed (unmounting)                ESHUTDOWN
 //	context.Canceled (interrupted)           EINTR
-//	anything else (corrupt chunk, I/O)       EIO, logged
+//	api.ErrUnauthorized (remote mount)       EACCES, logged
+//	anything else (corrupt chunk, I/O,       EIO, logged
+//	  daemon unreachable)
 //
 // An ambiguous commit prefix is EINVAL rather than ENOENT because the name
 // does exist, more than once; the log line names the matching commits so
@@ -57,6 +60,9 @@ func (s *Server) errno(op string, err error) syscall.Errno {
 		return syscall.ESHUTDOWN
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
+	case errors.Is(err, api.ErrUnauthorized):
+		s.log.Error("pfs: "+op+": the daemon refused the token", "err", err)
+		return syscall.EACCES
 	case errors.Is(err, chunk.ErrCorrupt):
 		s.log.Error("pfs: "+op+": corrupt data; run 'strata fsck'", "err", err)
 		return syscall.EIO

@@ -75,15 +75,15 @@ func (f *fileNode) sameContent(e *meta.Entry) bool {
 	if f.draft != nil || f.unapplied || f.entry.Size != e.Size {
 		return false
 	}
-	db := f.top.srv.view.Store().Meta
+	src := f.top.srv.view.Source()
 	if f.hash == nil {
-		h, err := db.ContentHash(&f.entry)
+		h, err := src.ContentHash(&f.entry)
 		if err != nil {
 			return false
 		}
 		f.hash = &h
 	}
-	h, err := db.ContentHash(e)
+	h, err := src.ContentHash(e)
 	if err != nil || h != *f.hash {
 		return false
 	}
@@ -116,7 +116,7 @@ func (f *fileNode) Getattr(ctx context.Context, _ fusefs.FileHandle, out *fuse.A
 // refsLocked returns the refs of f.entry: metadata only, no chunk is read.
 func (f *fileNode) refsLocked() ([]chunk.Ref, error) {
 	if !f.loaded {
-		refs, err := f.top.srv.view.Store().Meta.Refs(&f.entry)
+		refs, err := f.top.srv.view.Source().Refs(&f.entry)
 		if err != nil {
 			return nil, err
 		}
@@ -336,8 +336,8 @@ type fileHandle struct {
 
 // setReader makes the handle read refs.
 func (h *fileHandle) setReader(refs []chunk.Ref) {
-	h.rd = h.f.top.srv.view.Store().Chunks.NewReader(h.ctx, refs)
-	h.ra = newReadAhead(h.rd, refs)
+	h.rd = h.f.top.srv.view.NewReader(h.ctx, refs)
+	h.ra = newReadAhead(h.rd, refs, h.f.top.srv.o.ReadAheadChunks)
 }
 
 // readAhead fetches the next chunks of a file that is read sequentially,
@@ -345,20 +345,20 @@ func (h *fileHandle) setReader(refs []chunk.Ref) {
 // time the kernel's read-ahead (at most 1 MiB, less than a chunk) asks
 // for it. Random reads fetch only what they cover.
 type readAhead struct {
-	rd   *chunk.Reader
-	ends []int64 // ends[i]: the offset just past chunk i
+	rd    *chunk.Reader
+	ends  []int64 // ends[i]: the offset just past chunk i
+	ahead int     // chunks past the current one to fetch (Options.ReadAheadChunks)
 
 	mu      sync.Mutex
 	last    int64 // end of the last read
 	fetched int   // chunks below this index have been asked for
 }
 
-// aheadChunks is how many chunks past the current one are fetched; the
-// chunk.Reader keeps 4 decoded.
-const aheadChunks = 2
-
-func newReadAhead(rd *chunk.Reader, refs []chunk.Ref) *readAhead {
-	ra := &readAhead{rd: rd, ends: make([]int64, len(refs))}
+// newReadAhead fetches up to ahead chunks past the current one. The
+// chunk.Reader keeps 4 decoded, so more than 2 only pays where fetched
+// chunks are cached elsewhere too (a remote Source's chunk cache).
+func newReadAhead(rd *chunk.Reader, refs []chunk.Ref, ahead int) *readAhead {
+	ra := &readAhead{rd: rd, ends: make([]int64, len(refs)), ahead: ahead}
 	var end int64
 	for i, r := range refs {
 		end += int64(r.Size)
@@ -386,7 +386,7 @@ func (ra *readAhead) read(off int64, n int) {
 	if cur < len(ra.ends) && ra.ends[cur] == end-1 {
 		cur++
 	}
-	from, to := max(ra.fetched, cur+1), min(cur+1+aheadChunks, len(ra.ends))
+	from, to := max(ra.fetched, cur+1), min(cur+1+ra.ahead, len(ra.ends))
 	if from < to {
 		ra.fetched = to
 	}

@@ -27,6 +27,11 @@ const (
 	DefaultBranchTimeout = time.Second
 	DefaultReadAheadKB   = 1024
 	DefaultUnmountGrace  = 5 * time.Second
+	// Chunks a sequential reader has fetched ahead: from a store in this
+	// process, and from a Source that fetches over the network, where
+	// each fetch waits on a round trip.
+	DefaultReadAheadChunks       = 2
+	DefaultRemoteReadAheadChunks = 6
 )
 
 // Options tune Mount. The zero value is the default for every field.
@@ -43,6 +48,9 @@ type Options struct {
 	// ReadAheadKB is the mount's read_ahead_kb (default 1024; < 0 leaves
 	// the kernel's 128).
 	ReadAheadKB int
+	// ReadAheadChunks is how many chunks past the one being read a
+	// sequential reader has fetched (default 2; 6 for MountSource).
+	ReadAheadChunks int
 	// UnmountGrace is how long Unmount waits for open files to be closed
 	// before it aborts the connection (default 5 s).
 	UnmountGrace time.Duration
@@ -63,6 +71,9 @@ func (o *Options) defaults() {
 	}
 	if o.ReadAheadKB == 0 {
 		o.ReadAheadKB = DefaultReadAheadKB
+	}
+	if o.ReadAheadChunks <= 0 {
+		o.ReadAheadChunks = DefaultReadAheadChunks
 	}
 	if o.UnmountGrace == 0 {
 		o.UnmountGrace = DefaultUnmountGrace
@@ -114,7 +125,30 @@ func Mount(dir string, st *store.Store, o Options) (*Server, error) {
 	return s, nil
 }
 
+// MountSource mounts the tree of src at dir, read-only: writes anywhere
+// get EROFS, from the kernel (it is a read-only mount) and from every node.
+// It serves until Unmount, like Mount. This is how a process other than the
+// daemon mounts /pfs: src reads the daemon's API (package fs/view/remote).
+func MountSource(dir string, src view.Source, o Options) (*Server, error) {
+	if o.ReadAheadChunks == 0 {
+		o.ReadAheadChunks = DefaultRemoteReadAheadChunks
+	}
+	o.defaults()
+	s, dir, err := newViewServer(dir, view.NewReadOnly(src, view.Options{Log: o.Log}), o)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mount(dir, &rootNode{srv: s}); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 func newServer(dir string, st *store.Store, o Options) (*Server, string, error) {
+	return newViewServer(dir, view.New(st, view.Options{Idle: o.Idle, Log: o.Log}), o)
+}
+
+func newViewServer(dir string, v *view.FS, o Options) (*Server, string, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, "", err
@@ -124,7 +158,7 @@ func newServer(dir string, st *store.Store, o Options) (*Server, string, error) 
 	}
 	return &Server{
 		dir: dir, o: o, log: o.Log,
-		view:     view.New(st, view.Options{Idle: o.Idle, Log: o.Log}),
+		view:     v,
 		uid:      uint32(os.Geteuid()),
 		gid:      uint32(os.Getegid()),
 		done:     make(chan struct{}),
@@ -135,12 +169,16 @@ func newServer(dir string, st *store.Store, o Options) (*Server, string, error) 
 // mount serves root at dir.
 func (s *Server) mount(dir string, root fusefs.InodeEmbedder) error {
 	o := s.o
+	opts := []string{"default_permissions"}
+	if s.view.ReadOnly() {
+		opts = append(opts, "ro")
+	}
 	fo := &fusefs.Options{
 		MountOptions: fuse.MountOptions{
 			FsName:        "strata",
 			Name:          "strata",
 			AllowOther:    *o.AllowOther,
-			Options:       []string{"default_permissions"},
+			Options:       opts,
 			MaxWrite:      1 << 20,
 			MaxReadAhead:  1 << 20,
 			MaxBackground: 32,
@@ -178,7 +216,11 @@ func (s *Server) mount(dir string, root fusefs.InodeEmbedder) error {
 			o.Log.Info("pfs: could not raise read-ahead; reads stay at the kernel default", "file", ra, "err", err)
 		}
 	}
-	o.Log.Info("pfs mounted", "dir", dir, "conn", s.conn, "idle", s.view.Idle())
+	if s.view.ReadOnly() {
+		o.Log.Info("pfs mounted read-only", "dir", dir, "conn", s.conn)
+	} else {
+		o.Log.Info("pfs mounted", "dir", dir, "conn", s.conn, "idle", s.view.Idle())
+	}
 	return nil
 }
 
@@ -456,6 +498,21 @@ func Run(ctx context.Context, st *store.Store, dir string, o Options) error {
 	if err != nil {
 		return err
 	}
+	return s.serve(ctx)
+}
+
+// RunSource mounts the tree of src at dir, read-only (see MountSource), and
+// serves it until ctx is done or the mount is unmounted from outside, then
+// unmounts.
+func RunSource(ctx context.Context, src view.Source, dir string, o Options) error {
+	s, err := MountSource(dir, src, o)
+	if err != nil {
+		return err
+	}
+	return s.serve(ctx)
+}
+
+func (s *Server) serve(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case <-s.done:

@@ -64,10 +64,15 @@ func (r *rootNode) Getattr(ctx context.Context, _ fusefs.FileHandle, out *fuse.A
 }
 
 // Statfs reports the data directory's file system, so df shows the space
-// left for writes.
+// left for writes. A read-only mount has no space to write: zeros.
 func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	store := r.srv.view.Store()
+	if store == nil {
+		out.Bsize, out.Frsize, out.NameLen = 4096, 4096, 255
+		return 0
+	}
 	var st unix.Statfs_t
-	if err := unix.Statfs(r.srv.view.Store().Dir(), &st); err != nil {
+	if err := unix.Statfs(store.Dir(), &st); err != nil {
 		return r.srv.errno("statfs", err)
 	}
 	out.Blocks, out.Bfree, out.Bavail = st.Blocks, st.Bfree, st.Bavail

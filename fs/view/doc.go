@@ -3,6 +3,11 @@
 // a write to a branch becomes part of a commit. The FUSE mount (fs/mount)
 // serves this tree; tests and tools can use it directly as an io/fs.FS.
 //
+// The tree reads through a Source: the store of this process (New, the
+// daemon's own /pfs, writable), or any other Source, such as the daemon's
+// API seen from another process (NewReadOnly with package fs/view/remote),
+// read-only.
+//
 // # Names
 //
 // The root lists every repo as REPO (its default branch, main) and every

@@ -67,6 +67,9 @@ func (d *Draft) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("write at offset %d: %w", off, fs.ErrInvalid)
 	}
+	if d.v.ReadOnly() {
+		return 0, fmt.Errorf("write: the tree is read-only: %w", fs.ErrPermission)
+	}
 	switch d.state {
 	case draftDone:
 		return 0, d.errDone()
@@ -111,6 +114,8 @@ func (d *Draft) Truncate(size int64) error {
 	switch {
 	case d.state == draftDone:
 		return d.errDone()
+	case d.v.ReadOnly():
+		return fmt.Errorf("truncate: the tree is read-only: %w", fs.ErrPermission)
 	case size < 0:
 		return fmt.Errorf("truncate to %d: %w", size, fs.ErrInvalid)
 	case size == d.size:
@@ -147,7 +152,7 @@ func (d *Draft) ReadAt(p []byte, off int64) (int, error) {
 		}
 	case draftBase:
 		if d.rd == nil {
-			d.rd = d.v.st.Chunks.NewReader(d.ctx, d.base)
+			d.rd = d.v.NewReader(d.ctx, d.base)
 		}
 		return d.rd.ReadAt(p, off)
 	}
@@ -185,7 +190,7 @@ func (d *Draft) toTemp() error {
 			return err
 		}
 	}
-	if _, err := d.v.st.Chunks.NewReader(d.ctx, refs).WriteTo(f); err != nil {
+	if _, err := d.v.NewReader(d.ctx, refs).WriteTo(f); err != nil {
 		f.Close()
 		return fmt.Errorf("copy draft to %s: %w", d.v.o.TmpDir, err)
 	}

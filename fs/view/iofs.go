@@ -32,11 +32,11 @@ func (v *FS) Open(name string) (fs.File, error) {
 		return nil, err
 	}
 	if !n.info.IsDir() {
-		refs, err := v.db.Refs(n.entry)
+		refs, err := v.src.Refs(n.entry)
 		if err != nil {
 			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 		}
-		return &file{info: n.info, Reader: v.st.Chunks.NewReader(context.Background(), refs)}, nil
+		return &file{info: n.info, Reader: v.NewReader(context.Background(), refs)}, nil
 	}
 	return &dir{info: n.info, path: name, list: func() ([]fs.DirEntry, error) { return v.list(n) }}, nil
 }
@@ -109,7 +109,7 @@ func (v *FS) resolvePath(name string) (*node, error) {
 		case 1:
 			return &node{kind: nodeHistory, info: dirInfo(HistoryDir, v.created, nil)}, nil
 		case 2:
-			r, err := v.db.Repo(parts[1])
+			r, err := v.src.Repo(parts[1])
 			if err != nil {
 				return nil, err
 			}

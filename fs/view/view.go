@@ -1,6 +1,7 @@
 package view
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/strata-data/strata/chunk"
 	"github.com/strata-data/strata/meta"
 	"github.com/strata-data/strata/store"
 )
@@ -36,11 +38,14 @@ type Options struct {
 	Log     *slog.Logger
 }
 
-// FS is the /pfs tree over a store. It implements fs.FS, fs.ReadDirFS and
-// fs.StatFS (see iofs.go) and is safe for concurrent use.
+// FS is the /pfs tree over a Source. It implements fs.FS, fs.ReadDirFS and
+// fs.StatFS (see iofs.go) and is safe for concurrent use. An FS made by New
+// reads and writes a store in this process; one made by NewReadOnly reads
+// any Source and takes no writes.
 type FS struct {
-	st      *store.Store
-	db      *meta.DB
+	src     Source
+	st      *store.Store // nil when read-only
+	db      *meta.DB     // writes only; nil when read-only
 	o       Options
 	created time.Time
 
@@ -49,13 +54,25 @@ type FS struct {
 	closed  bool
 }
 
-// New returns the tree of st.
+// New returns the tree of st, writable.
 func New(st *store.Store, o Options) *FS {
-	if o.Idle == 0 {
-		o.Idle = DefaultIdle
-	}
 	if o.TmpDir == "" {
 		o.TmpDir = filepath.Join(st.Dir(), "tmp")
+	}
+	v := newFS(StoreSource(st), o)
+	v.st, v.db = st, st.Meta
+	return v
+}
+
+// NewReadOnly returns the tree of src, read-only: every Ref it resolves is
+// read-only and Writer fails with an error wrapping fs.ErrPermission. A
+// branch view still shows what a writable one would (the branch's open
+// commit, if any), so every mount of one daemon shows the same thing.
+func NewReadOnly(src Source, o Options) *FS { return newFS(src, o) }
+
+func newFS(src Source, o Options) *FS {
+	if o.Idle == 0 {
+		o.Idle = DefaultIdle
 	}
 	if o.Origin.Kind == "" {
 		o.Origin = meta.Origin{Kind: "user", Name: "pfs"}
@@ -66,13 +83,28 @@ func New(st *store.Store, o Options) *FS {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &FS{st: st, db: st.Meta, o: o, created: time.Now().UTC(), writers: make(map[string]*Writer)}
+	return &FS{src: src, o: o, created: time.Now().UTC(), writers: make(map[string]*Writer)}
+}
+
+// ReadOnly reports whether the tree takes no writes (see NewReadOnly).
+func (v *FS) ReadOnly() bool { return v.st == nil }
+
+// Source is what the tree reads.
+func (v *FS) Source() Source { return v.src }
+
+// NewReader returns a reader of the file made of refs; it fetches only the
+// chunks a read covers, and the next ones of a sequential read.
+func (v *FS) NewReader(ctx context.Context, refs []chunk.Ref) *chunk.Reader {
+	if v.st != nil {
+		return v.st.Chunks.NewReader(ctx, refs)
+	}
+	return chunk.NewReaderFrom(ctx, v.src.Chunks(), refs)
 }
 
 // Idle is the period after which a Writer finishes its commit (< 0: never).
 func (v *FS) Idle() time.Duration { return v.o.Idle }
 
-// Store returns the store the tree shows.
+// Store returns the store the tree shows; nil for a read-only tree.
 func (v *FS) Store() *store.Store { return v.st }
 
 // Created is when the FS was made; it is the root directory's mtime.
@@ -115,10 +147,12 @@ type Ref struct {
 	// Pipeline names the pipeline that owns the repo, if any; its branches
 	// are read-only.
 	Pipeline string
+	// ReadOnly: the ref belongs to a read-only tree (see NewReadOnly).
+	ReadOnly bool
 }
 
 // Writable reports whether writes under the name go into a commit.
-func (r *Ref) Writable() bool { return r.Kind == Branch && r.Pipeline == "" }
+func (r *Ref) Writable() bool { return r.Kind == Branch && r.Pipeline == "" && !r.ReadOnly }
 
 // Pinned reports whether what the ref shows can never change: a finished
 // commit. (The name may still move, see Moves.)
@@ -157,7 +191,7 @@ func (v *FS) Resolve(name string) (*Ref, error) {
 	if repo == "" || hasAt && ref == "" || strings.ContainsAny(name, "/\x00") {
 		return nil, fmt.Errorf("%q is not REPO, REPO@BRANCH or REPO@COMMIT: %w", name, fs.ErrNotExist)
 	}
-	r, err := v.db.Repo(repo)
+	r, err := v.src.Repo(repo)
 	if err != nil {
 		return nil, err
 	}
@@ -165,8 +199,8 @@ func (v *FS) Resolve(name string) (*Ref, error) {
 		ref = meta.DefaultBranch
 	}
 	base, _, _ := strings.Cut(strings.ReplaceAll(ref, "~", "^"), "^")
-	out := &Ref{Name: name, Repo: repo, Pipeline: r.Pipeline}
-	switch _, err := v.db.Branch(repo, base); {
+	out := &Ref{Name: name, Repo: repo, Pipeline: r.Pipeline, ReadOnly: v.ReadOnly()}
+	switch _, err := v.src.Branch(repo, base); {
 	case err == nil && base == ref:
 		out.Kind, out.Branch = Branch, base
 		out.Commit, err = v.current(repo, base, r.Pipeline != "")
@@ -181,7 +215,7 @@ func (v *FS) Resolve(name string) (*Ref, error) {
 	default:
 		return nil, err
 	}
-	if out.Commit, err = v.db.ResolveFinished(repo, ref); err != nil {
+	if out.Commit, err = v.src.ResolveFinished(repo, ref); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -194,7 +228,7 @@ func (v *FS) Current(r *Ref) (*meta.Commit, error) {
 	case r.Kind == Branch:
 		return v.current(r.Repo, r.Branch, r.Pipeline != "")
 	case r.Commit != nil && r.Commit.State == meta.StateOpen:
-		return v.db.Commit(r.Repo, r.Commit.ID)
+		return v.src.Commit(r.Repo, r.Commit.ID)
 	}
 	return r.Commit, nil
 }
@@ -202,19 +236,19 @@ func (v *FS) Current(r *Ref) (*meta.Commit, error) {
 // current is the commit a branch view shows: the open head of a writable
 // branch (readers see the writes), else the newest finished commit.
 func (v *FS) current(repo, branch string, readOnly bool) (*meta.Commit, error) {
-	br, err := v.db.Branch(repo, branch)
+	br, err := v.src.Branch(repo, branch)
 	if err != nil {
 		return nil, err
 	}
 	if br.Head == "" {
 		return nil, nil
 	}
-	c, err := v.db.Commit(repo, br.Head)
+	c, err := v.src.Commit(repo, br.Head)
 	if err != nil {
 		return nil, err
 	}
 	if c.State == meta.StateOpen && readOnly {
-		c, err = v.db.ResolveFinished(repo, branch)
+		c, err = v.src.ResolveFinished(repo, branch)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil // only an open commit so far
 		}
@@ -225,13 +259,13 @@ func (v *FS) current(repo, branch string, readOnly bool) (*meta.Commit, error) {
 // Tops lists the root: every repo (as REPO, its default branch) and every
 // REPO@BRANCH, sorted by name.
 func (v *FS) Tops() ([]*Ref, error) {
-	repos, err := v.db.Repos()
+	repos, err := v.src.Repos()
 	if err != nil {
 		return nil, err
 	}
 	var out []*Ref
 	for _, r := range repos {
-		brs, err := v.db.Branches(r.Name)
+		brs, err := v.src.Branches(r.Name)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // deleted while we listed
 		} else if err != nil {
@@ -244,7 +278,7 @@ func (v *FS) Tops() ([]*Ref, error) {
 			} else if err != nil {
 				return nil, err
 			}
-			ref := &Ref{Name: r.Name + "@" + br.Name, Kind: Branch, Repo: r.Name, Branch: br.Name, Commit: c, Pipeline: r.Pipeline}
+			ref := &Ref{Name: r.Name + "@" + br.Name, Kind: Branch, Repo: r.Name, Branch: br.Name, Commit: c, Pipeline: r.Pipeline, ReadOnly: v.ReadOnly()}
 			out = append(out, ref)
 			if br.Name == meta.DefaultBranch {
 				def := *ref
@@ -258,14 +292,14 @@ func (v *FS) Tops() ([]*Ref, error) {
 }
 
 // Repo returns a repo (an entry of HistoryDir).
-func (v *FS) Repo(name string) (*meta.Repo, error) { return v.db.Repo(name) }
+func (v *FS) Repo(name string) (*meta.Repo, error) { return v.src.Repo(name) }
 
 // Repos lists the repos by name (the entries of HistoryDir).
-func (v *FS) Repos() ([]*meta.Repo, error) { return v.db.Repos() }
+func (v *FS) Repos() ([]*meta.Repo, error) { return v.src.Repos() }
 
 // History lists a repo's finished commits (failed ones too), newest first.
 func (v *FS) History(repo string) ([]*meta.Commit, error) {
-	cs, err := v.db.Commits(repo, "", 0)
+	cs, err := v.src.Commits(repo, "", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -281,14 +315,14 @@ func (v *FS) History(repo string) ([]*meta.Commit, error) {
 // ResolveCommit resolves an entry of HistoryDir/REPO: a commit by full ID
 // or unique prefix, never a branch.
 func (v *FS) ResolveCommit(repo, id string) (*Ref, error) {
-	r, err := v.db.Repo(repo)
+	r, err := v.src.Repo(repo)
 	if err != nil {
 		return nil, err
 	}
 	if strings.ContainsAny(id, "^~@/") {
 		return nil, fmt.Errorf("%s/%s/%s: only commit IDs: %w", HistoryDir, repo, id, fs.ErrNotExist)
 	}
-	c, err := v.db.ResolveFinished(repo, id)
+	c, err := v.src.ResolveFinished(repo, id)
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +330,7 @@ func (v *FS) ResolveCommit(repo, id string) (*Ref, error) {
 		// id named a branch.
 		return nil, fmt.Errorf("%s/%s/%s: no commit %q: %w", HistoryDir, repo, id, id, fs.ErrNotExist)
 	}
-	return &Ref{Name: HistoryDir + "/" + repo + "/" + id, Kind: Commit, Repo: repo, Commit: c, Pipeline: r.Pipeline}, nil
+	return &Ref{Name: HistoryDir + "/" + repo + "/" + id, Kind: Commit, Repo: repo, Commit: c, Pipeline: r.Pipeline, ReadOnly: v.ReadOnly()}, nil
 }
 
 // Lookup returns the entry at path p (clean, see meta.CleanPath) of what
@@ -319,7 +353,7 @@ func (v *FS) LookupTree(root meta.Hash, p string) (*meta.Entry, error) {
 		}
 		return &meta.Entry{Type: meta.TypeDir, Mode: 0o755, Tree: root}, nil
 	}
-	e, err := v.db.Lookup(root, p)
+	e, err := v.src.Lookup(root, p)
 	if err != nil {
 		return nil, err
 	}
@@ -335,5 +369,5 @@ func (v *FS) ReadTree(h meta.Hash) ([]meta.Entry, error) {
 	if h == meta.EmptyTree {
 		return nil, nil
 	}
-	return v.db.ReadDir(h)
+	return v.src.ReadDir(h)
 }

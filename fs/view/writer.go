@@ -31,9 +31,12 @@ type Writer struct {
 }
 
 // Writer returns the Writer of repo@branch. A branch of a repo that a
-// pipeline owns is read-only: the error wraps fs.ErrPermission. After
-// Close it fails with fs.ErrClosed.
+// pipeline owns, and every branch of a read-only tree, is read-only: the
+// error wraps fs.ErrPermission. After Close it fails with fs.ErrClosed.
 func (v *FS) Writer(repo, branch string) (*Writer, error) {
+	if v.ReadOnly() {
+		return nil, fmt.Errorf("%s@%s: this tree is read-only: %w", repo, branch, fs.ErrPermission)
+	}
 	r, err := v.db.Repo(repo)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,233 @@
+package remote_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/strata-data/strata/api"
+	"github.com/strata-data/strata/fs/view"
+	"github.com/strata-data/strata/fs/view/remote"
+	"github.com/strata-data/strata/meta"
+	"github.com/strata-data/strata/store"
+)
+
+type env struct {
+	st     *store.Store
+	local  *view.FS
+	remote *view.FS
+	src    *remote.Source
+	chunks *atomic.Int64 // chunk requests the daemon answered
+	big    []byte
+}
+
+func randBytes(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed))
+	b := make([]byte, n+8)
+	for i := 0; i < n; i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], r.Uint64())
+	}
+	return b[:n]
+}
+
+func newEnv(t *testing.T, o remote.Options) *env {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv := api.NewServer(st, slog.New(slog.NewTextHandler(io.Discard, nil)), func() api.Status { return api.Status{} })
+	var chunks atomic.Int64
+	h := srv.Handler("tok")
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.URL.Path) > len("/v1/chunks/") && r.URL.Path[:len("/v1/chunks/")] == "/v1/chunks/" {
+			chunks.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	cl, err := api.NewClient(hs.URL, "tok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := remote.New(cl, o)
+	e := &env{st: st, local: view.New(st, view.Options{Idle: -1}), remote: view.NewReadOnly(src, view.Options{}), src: src, chunks: &chunks}
+	for _, r := range []string{"data", "empty"} {
+		if _, err := st.Meta.CreateRepo(r, "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.big = randBytes(1, 12<<20)
+	e.put(t, "/a.txt", []byte("hello\n"))
+	e.put(t, "/dir/sub/big.bin", e.big)
+	for i := range 50 {
+		e.put(t, fmt.Sprintf("/many/%03d", i), []byte(fmt.Sprint(i)))
+	}
+	return e
+}
+
+func (e *env) put(t *testing.T, p string, data []byte) *meta.Commit {
+	t.Helper()
+	res, err := e.st.PutFile(context.Background(), "data", "main", p, bytes.NewReader(data), store.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Commit
+}
+
+// walk lists every path below root with its mode, size and (for files)
+// content.
+func walk(t *testing.T, fsys fs.FS, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := fs.WalkDir(fsys, root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		mtime := info.ModTime().UTC()
+		if p == "." || p == view.HistoryDir {
+			mtime = time.Time{} // when the FS was made
+		}
+		s := fmt.Sprintf("%v %d %v", info.Mode(), info.Size(), mtime)
+		if info.Mode().IsRegular() {
+			b, err := fs.ReadFile(fsys, p)
+			if err != nil {
+				return err
+			}
+			s += fmt.Sprintf(" %x", b[:min(len(b), 64)])
+		}
+		out[p] = s
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk %s: %v", root, err)
+	}
+	return out
+}
+
+// TestSameTree: a read-only tree over the API shows what the tree over the
+// store shows.
+func TestSameTree(t *testing.T) {
+	e := newEnv(t, remote.Options{})
+	c2 := e.put(t, "/a.txt", []byte("hello again\n"))
+	if _, err := e.st.Meta.SetBranch("data", "dev", c2.Parent); err != nil {
+		t.Fatal(err)
+	}
+	for _, root := range []string{".", "data", "data@dev", "data@main^1", "data@" + c2.ID[:8], view.HistoryDir, view.HistoryDir + "/data/" + c2.ID} {
+		want, got := walk(t, e.local, root), walk(t, e.remote, root)
+		for p, w := range want {
+			if got[p] != w {
+				t.Errorf("%s through the API: %q, want %q", p, got[p], w)
+			}
+		}
+		for p, g := range got {
+			if _, ok := want[p]; !ok {
+				t.Errorf("%s through the API: %q, not in the local tree", p, g)
+			}
+		}
+	}
+	b, err := fs.ReadFile(e.remote, "data/dir/sub/big.bin")
+	if err != nil || !bytes.Equal(b, e.big) {
+		t.Fatalf("big.bin through the API: %d bytes, %v", len(b), err)
+	}
+	for _, name := range []string{"nope", "data@nope", "nope@main", "data/nope", "data@main^99"} {
+		if _, err := fs.Stat(e.remote, name); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("stat %s: %v, want not exist", name, err)
+		}
+	}
+	if _, err := fs.Stat(e.remote, "data/a.txt/x"); !errors.Is(err, meta.ErrNotDir) {
+		t.Errorf("stat through a file: %v", err)
+	}
+}
+
+// TestReadOnly: a tree over the API takes no writes.
+func TestReadOnly(t *testing.T) {
+	e := newEnv(t, remote.Options{})
+	ref, err := e.remote.Resolve("data@main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.Writable() || !e.remote.ReadOnly() || e.remote.Store() != nil {
+		t.Errorf("remote ref writable %v, tree read-only %v", ref.Writable(), e.remote.ReadOnly())
+	}
+	if _, err := e.remote.Writer("data", "main"); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("Writer: %v, want ErrPermission", err)
+	}
+	d := e.remote.NewDraft(nil)
+	if _, err := d.WriteAt([]byte("x"), 0); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("draft write: %v, want ErrPermission", err)
+	}
+}
+
+// TestBranchFollows: a new commit shows up once the TTL has passed.
+func TestBranchFollows(t *testing.T) {
+	e := newEnv(t, remote.Options{TTL: 50 * time.Millisecond})
+	ref, _ := e.remote.Resolve("data@main")
+	e.put(t, "/new.txt", []byte("new\n"))
+	time.Sleep(60 * time.Millisecond)
+	c, err := e.remote.Current(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.remote.LookupTree(c.Root, "/new.txt"); err != nil {
+		t.Errorf("new commit not seen: %v", err)
+	}
+}
+
+// TestChunkCache: a chunk is fetched once while it stays in the cache, and
+// the cache stays within its bound.
+func TestChunkCache(t *testing.T) {
+	e := newEnv(t, remote.Options{ChunkCache: 4 << 20})
+	read := func() {
+		b, err := fs.ReadFile(e.remote, "data/dir/sub/big.bin")
+		if err != nil || !bytes.Equal(b, e.big) {
+			t.Fatalf("read: %d bytes, %v", len(b), err)
+		}
+	}
+	read()
+	first := e.chunks.Load()
+	if first < 2 {
+		t.Fatalf("12 MiB in %d chunk requests; want several chunks", first)
+	}
+	if st := e.src.Stats(); st.ChunkBytes > 4<<20 {
+		t.Errorf("cache holds %d bytes, bound 4 MiB", st.ChunkBytes)
+	}
+	// Small files: cached, so a second read asks for nothing.
+	for range 2 {
+		if _, err := fs.ReadFile(e.remote, "data/many/007"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := e.chunks.Load()
+	fs.ReadFile(e.remote, "data/many/007")
+	if e.chunks.Load() != before {
+		t.Errorf("a cached chunk was fetched again")
+	}
+
+	big := newEnv(t, remote.Options{})
+	for range 2 {
+		b, err := fs.ReadFile(big.remote, "data/dir/sub/big.bin")
+		if err != nil || !bytes.Equal(b, big.big) {
+			t.Fatal(err)
+		}
+	}
+	if n, st := big.chunks.Load(), big.src.Stats(); n != st.ChunkMisses || st.ChunkHits == 0 {
+		t.Errorf("with room for the file: %d chunk requests, stats %+v; want the second read from the cache", n, st)
+	}
+}
