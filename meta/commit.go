@@ -334,6 +334,39 @@ func (db *DB) Apply(repo, ref string, cs []Change) (*Commit, error) {
 	return c, db.commit(b)
 }
 
+// ApplyNoSync is Apply without waiting for the disk: the batch is written
+// to the database's log but not synced, so a crash may lose it (whole,
+// never in part: a batch is atomic). The log is written in order, so the
+// next synced write (any other commit's, FinishCommit, or Sync) makes it
+// durable too. Chunks the changes refer to must be durable before that
+// synced write; as for Apply, small chunks are (they are in the same log).
+func (db *DB) ApplyNoSync(repo, ref string, cs []Change) (*Commit, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	c, err := db.Resolve(repo, ref)
+	if err != nil {
+		return nil, err
+	}
+	b := db.pdb.NewBatch()
+	if _, err := db.applyLocked(c, cs, b); err != nil {
+		return nil, err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return nil, fmt.Errorf("write metadata: %w", err)
+	}
+	db.notify()
+	return c, nil
+}
+
+// Sync makes every earlier write to the database durable, such as those
+// of ApplyNoSync.
+func (db *DB) Sync() error {
+	if err := db.pdb.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("sync metadata: %w", err)
+	}
+	return nil
+}
+
 // WriteResult reports what Write did.
 type WriteResult struct {
 	Commit *Commit `json:"commit"`

@@ -464,8 +464,19 @@ func (h *fileHandle) Flush(ctx context.Context) syscall.Errno {
 	return 0
 }
 
+// Fsync applies the file like Flush and makes it durable: Flush applies
+// without a sync of the metadata.
 func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	return h.Flush(ctx)
+	if en := h.Flush(ctx); en != 0 {
+		return en
+	}
+	if h.f.top.br == nil {
+		return 0 // a read-only view: nothing to make durable
+	}
+	if err := h.f.top.br.w.Sync(context.Background()); err != nil {
+		return h.f.top.srv.errno("fsync "+h.f.describe(), err)
+	}
+	return 0
 }
 
 // Release ends the handle. The last writer applies what a failed flush

@@ -433,6 +433,9 @@ func TestWriteCommitRead(t *testing.T) {
 	if _, err := f.WriteAt(rnd[:half], 0); err != nil {
 		t.Fatal(err)
 	}
+	if err := f.Sync(); err != nil { // applies and syncs
+		t.Fatal(err)
+	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}

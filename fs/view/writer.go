@@ -71,9 +71,14 @@ func (w *Writer) Branch() string { return w.branch }
 // Apply makes them durable before the commit refers to them. If the open
 // commit is finished by someone else meanwhile, Apply starts a new one.
 //
+// The changes are applied without a sync of the metadata: a crash may
+// lose them (whole, never in part) until Sync, or the commit's finish
+// (always synced), makes them durable; the database's log is written in
+// order, so either covers every earlier Apply.
+//
 // Concurrent calls are grouped: while one batch is being applied, the
 // changes of the calls that arrive wait and then go in together, as one
-// metadata commit (one sync) instead of one each. Only additions are
+// metadata commit instead of one each. Only additions are
 // grouped (files, new directories); deletes and moves apply alone, in
 // order. Each call still returns only once its changes are applied.
 func (w *Writer) Apply(ctx context.Context, cs []meta.Change) (*meta.Commit, error) {
@@ -174,29 +179,46 @@ func (w *Writer) applyNow(cs []meta.Change) (*meta.Commit, error) {
 	if w.closed {
 		return nil, fmt.Errorf("write %s@%s: %w", w.repo, w.branch, fs.ErrClosed)
 	}
+	// Apply first and start a commit only if the branch has no open one:
+	// most applies go into the commit the last one went into, and looking
+	// it up first would cost two more reads of keys that every apply
+	// rewrites.
 	var err error
+	opened := false
 	for range 3 {
-		if _, err = w.openLocked(); errors.Is(err, meta.ErrConflict) {
-			continue // another writer started one first
-		} else if err != nil {
-			return nil, err
-		}
 		// By branch, not by commit ID: resolving an ID scans a key prefix,
 		// and every apply leaves another version of the commit's key to
 		// skip until the next compaction.
 		var c *meta.Commit
-		c, err = w.v.db.Apply(w.repo, w.branch, cs)
-		if errors.Is(err, meta.ErrConflict) {
-			continue // finished under us: start the next one
-		} else if err != nil {
+		c, err = w.v.db.ApplyNoSync(w.repo, w.branch, cs)
+		switch {
+		case err == nil:
+			w.commit = c.ID
+			w.last = time.Now()
+			w.armLocked(w.v.o.Idle)
+			return c, nil
+		case errors.Is(err, meta.ErrConflict): // finished under us, or never opened
+		case errors.Is(err, fs.ErrNotExist) && !opened: // maybe a branch with no commits yet
+		default:
 			return nil, err
 		}
-		w.commit = c.ID
-		w.last = time.Now()
-		w.armLocked(w.v.o.Idle)
-		return c, nil
+		if _, oerr := w.openLocked(); errors.Is(oerr, meta.ErrConflict) {
+			continue // another writer started one first
+		} else if oerr != nil {
+			return nil, oerr
+		}
+		opened = true
 	}
 	return nil, err
+}
+
+// Sync makes every change applied so far durable (fsync of a file).
+// Their chunks already are: Apply syncs them first.
+func (w *Writer) Sync(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return w.v.db.Sync()
 }
 
 // syncChunks makes the new chunks of cs durable. Chunks below the store's

@@ -160,6 +160,16 @@ func TestWriterOpenCommit(t *testing.T) {
 	if c2.ID != c1.ID {
 		t.Errorf("second write went to %s, want the open commit %s", c2.ID, c1.ID)
 	}
+	if err := w.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A change that fails fails alone, and leaves the open commit.
+	if _, err := w.Apply(ctx, []meta.Change{{Op: meta.OpPut, Path: "/new", Entry: meta.Entry{Type: meta.TypeFile}}}); !errors.Is(err, meta.ErrIsDir) {
+		t.Errorf("file over a directory: %v, want ErrIsDir", err)
+	}
+	if w.Pending() != c1.ID {
+		t.Errorf("pending commit %q after a failed apply, want %s", w.Pending(), c1.ID)
+	}
 	// Readers of the branch see the writes at once.
 	if _, err := fs.Stat(f.v, "data/new2"); err != nil {
 		t.Errorf("branch view does not show the open commit's write: %v", err)
@@ -185,6 +195,32 @@ func TestWriterOpenCommit(t *testing.T) {
 	}
 	if _, err := w.Apply(ctx, []meta.Change{{Op: meta.OpMkdir, Path: "/late"}}); !errors.Is(err, fs.ErrClosed) {
 		t.Errorf("write after Close: %v, want ErrClosed", err)
+	}
+}
+
+// The first write to a branch with no commits starts its first commit.
+func TestWriterEmptyBranch(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	if _, err := f.st.Meta.CreateRepo("fresh", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	w, err := f.v.Writer("fresh", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := w.Apply(ctx, []meta.Change{{Op: meta.OpMkdir, Path: "/d"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.State != meta.StateOpen || c.Parent != "" || c.Files != 0 {
+		t.Errorf("first write made %s commit with parent %q", c.State, c.Parent)
+	}
+	if err := f.v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = f.st.Meta.Commit("fresh", c.ID); err != nil || c.State != meta.StateFinished {
+		t.Errorf("Close left commit %v, %v", c, err)
 	}
 }
 
