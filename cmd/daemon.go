@@ -28,6 +28,19 @@ type upOptions struct {
 	noPipelines bool
 	containerd  string
 	detach      bool
+	store       string
+	s3Endpoint  string
+	s3Region    string
+	s3CacheGB   float64
+}
+
+// s3CacheBytes converts --s3-cache-gb to store.Options.S3CacheBytes
+// (where 0 means the default and < 0 no cache).
+func s3CacheBytes(gb float64) int64 {
+	if gb <= 0 {
+		return -1
+	}
+	return int64(gb * (1 << 30))
 }
 
 func upCmd(g *globals) *cobra.Command {
@@ -51,6 +64,10 @@ DATA/strata.log, and returns once the daemon answers. Stop it with
 	c.Flags().BoolVar(&o.noPipelines, "no-pipelines", false, "do not run pipelines")
 	c.Flags().StringVar(&o.containerd, "containerd", "", "`ADDRESS` of a running containerd for pipeline workers (default: start a private one under DATA/containerd)")
 	c.Flags().BoolVarP(&o.detach, "detach", "d", false, "run in the background")
+	c.Flags().StringVar(&o.store, "store", "", "where large chunks live: `s3://BUCKET/PREFIX` (default: DATA/chunks); credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	c.Flags().StringVar(&o.s3Endpoint, "s3-endpoint", "", "S3 endpoint `URL` (http://host:port or https://host; default AWS_ENDPOINT_URL or AWS S3)")
+	c.Flags().StringVar(&o.s3Region, "s3-region", "", "S3 region (default AWS_REGION)")
+	c.Flags().Float64Var(&o.s3CacheGB, "s3-cache-gb", 4, "size in GiB of the local cache of chunks read from S3, under DATA/cache (0: no cache)")
 	return c
 }
 
@@ -69,7 +86,7 @@ func runUp(ctx context.Context, o *upOptions) error {
 		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	return daemon.Run(ctx, daemon.Options{DataDir: data, Listen: o.listen, Mount: mount, MountIdle: o.mountIdle, NoPipelines: o.noPipelines, Containerd: o.containerd, Log: log})
+	return daemon.Run(ctx, daemon.Options{DataDir: data, Listen: o.listen, Mount: mount, MountIdle: o.mountIdle, NoPipelines: o.noPipelines, Containerd: o.containerd, Store: o.store, S3Endpoint: o.s3Endpoint, S3Region: o.s3Region, S3CacheBytes: s3CacheBytes(o.s3CacheGB), Log: log})
 }
 
 // detach re-runs 'strata up' without -d in a new session and waits until

@@ -38,7 +38,13 @@ type Options struct {
 	// Containerd is the address of a running containerd for pipeline
 	// workers; "" starts a private one under DATA/containerd.
 	Containerd string
-	Log        *slog.Logger
+	// Store is where large chunks live: "" (DATA/chunks) or
+	// s3://BUCKET/PREFIX; see store.Options.
+	Store        string
+	S3Endpoint   string
+	S3Region     string
+	S3CacheBytes int64 // 0: store.DefaultS3CacheBytes
+	Log          *slog.Logger
 }
 
 // Files under the data dir.
@@ -66,7 +72,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer unlock()
 
-	st, err := store.Open(dir, store.Options{})
+	st, err := store.Open(dir, store.Options{Chunks: o.Store, S3Endpoint: o.S3Endpoint, S3Region: o.S3Region, S3CacheBytes: o.S3CacheBytes})
 	if err != nil {
 		return err
 	}

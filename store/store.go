@@ -34,6 +34,18 @@ type Store struct {
 // Options tune Open.
 type Options struct {
 	Meta meta.Options
+	// Chunks says where large chunks live: "" or "dir" for DATA/chunks,
+	// or s3://BUCKET/PREFIX (see chunk/s3.ParseURL). Small chunks always
+	// stay in the metadata database. A data dir records its backend when
+	// it is created and refuses to open with another.
+	Chunks string
+	// S3 overrides for an s3:// Chunks URL ("" keeps the URL's or the
+	// environment's value).
+	S3Endpoint string
+	S3Region   string
+	// S3CacheBytes bounds the local cache (DATA/cache) of chunks read from
+	// S3. 0: 4 GiB; < 0: no cache.
+	S3CacheBytes int64
 }
 
 // Open opens or initializes the data directory dir.
@@ -64,10 +76,10 @@ func Open(dir string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("read chunk config: %w", err)
 	}
-	large, err := chunk.NewDir(filepath.Join(dir, "chunks"))
+	large, err := openLarge(dir, db, o)
 	if err != nil {
 		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}
 	cs, err := chunk.NewStore(cfg, db.Chunks(), large)
 	if err != nil {

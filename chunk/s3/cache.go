@@ -1,0 +1,174 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/strata-data/strata/chunk"
+)
+
+// Cached keeps chunks read from (or written to) S3 in a bounded local
+// directory so repeated reads stay off the network. Files are evicted
+// least recently used first (by mtime, bumped on each hit) once the
+// directory exceeds its size. Chunks are immutable (the ID is the hash of
+// the content), so a cached copy never goes stale; Delete drops it.
+type Cached struct {
+	*Backend
+	dir string
+	max int64
+
+	mu   sync.Mutex
+	size int64
+}
+
+var (
+	_ chunk.Backend = (*Cached)(nil)
+	_ chunk.Toucher = (*Cached)(nil)
+)
+
+// NewCached wraps b with a cache of at most maxBytes under dir.
+func NewCached(b *Backend, dir string, maxBytes int64) (*Cached, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	c := &Cached{Backend: b, dir: dir, max: maxBytes}
+	for _, f := range c.files() {
+		c.size += f.size
+	}
+	c.mu.Lock()
+	c.evict()
+	c.mu.Unlock()
+	return c, nil
+}
+
+func (c *Cached) path(id chunk.ID) string {
+	s := id.String()
+	return filepath.Join(c.dir, s[:2], s)
+}
+
+func (c *Cached) Get(ctx context.Context, id chunk.ID) ([]byte, error) {
+	p := c.path(id)
+	if data, err := os.ReadFile(p); err == nil {
+		now := time.Now()
+		os.Chtimes(p, now, now)
+		return data, nil
+	}
+	data, err := c.Backend.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	c.add(id, data)
+	return data, nil
+}
+
+func (c *Cached) Put(ctx context.Context, id chunk.ID, data []byte) error {
+	if err := c.Backend.Put(ctx, id, data); err != nil {
+		return err
+	}
+	c.add(id, data)
+	return nil
+}
+
+func (c *Cached) Delete(ctx context.Context, id chunk.ID) error {
+	c.drop(c.path(id))
+	return c.Backend.Delete(ctx, id)
+}
+
+func (c *Cached) add(id chunk.ID, data []byte) {
+	if int64(len(data)) > c.max/4 {
+		return
+	}
+	p := c.path(id)
+	if _, err := os.Stat(p); err == nil {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
+	if err != nil {
+		return
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return
+	}
+	c.mu.Lock()
+	c.size += int64(len(data))
+	c.evict()
+	c.mu.Unlock()
+}
+
+func (c *Cached) drop(p string) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return
+	}
+	if os.Remove(p) == nil {
+		c.mu.Lock()
+		c.size -= fi.Size()
+		c.mu.Unlock()
+	}
+}
+
+type cfile struct {
+	path string
+	size int64
+	mod  time.Time
+}
+
+func (c *Cached) files() []cfile {
+	var fs_ []cfile
+	filepath.WalkDir(c.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if filepath.Base(p)[0] == '.' { // temp file from a crash
+			os.Remove(p)
+			return nil
+		}
+		fs_ = append(fs_, cfile{p, fi.Size(), fi.ModTime()})
+		return nil
+	})
+	return fs_
+}
+
+// evict removes least recently used files until the cache is at most 90%
+// full. c.mu is held.
+func (c *Cached) evict() {
+	if c.size <= c.max {
+		return
+	}
+	fl := c.files()
+	sort.Slice(fl, func(i, j int) bool { return fl[i].mod.Before(fl[j].mod) })
+	var total int64
+	for _, f := range fl {
+		total += f.size
+	}
+	for _, f := range fl {
+		if total <= c.max*9/10 {
+			break
+		}
+		if err := os.Remove(f.path); err == nil || errors.Is(err, fs.ErrNotExist) {
+			total -= f.size
+		}
+	}
+	c.size = total
+}

@@ -1,0 +1,150 @@
+package s3_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/strata-data/strata/chunk"
+	"github.com/strata-data/strata/chunk/backendtest"
+	"github.com/strata-data/strata/chunk/s3"
+	"github.com/strata-data/strata/chunk/s3/s3test"
+)
+
+var prefixN atomic.Int64
+
+func config(srv *s3test.Server) s3.Config {
+	return s3.Config{
+		Bucket: s3test.Bucket, Prefix: fmt.Sprintf("t%d/chunks", prefixN.Add(1)),
+		Endpoint: srv.Endpoint, Insecure: true,
+		AccessKey: s3test.AccessKey, SecretKey: s3test.SecretKey,
+	}
+}
+
+func TestConformance(t *testing.T) {
+	srv := s3test.Start(t)
+	backendtest.Run(t, func(t *testing.T) chunk.Backend {
+		b, err := s3.New(context.Background(), config(srv))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+}
+
+func TestConformanceCached(t *testing.T) {
+	srv := s3test.Start(t)
+	backendtest.Run(t, func(t *testing.T) chunk.Backend {
+		b, err := s3.New(context.Background(), config(srv))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := s3.NewCached(b, filepath.Join(t.TempDir(), "cache"), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	})
+}
+
+func TestWrongCredentials(t *testing.T) {
+	srv := s3test.Start(t)
+	cfg := config(srv)
+	cfg.SecretKey = "wrong"
+	_, err := s3.New(context.Background(), cfg)
+	if !errors.Is(err, s3.ErrCredentials) {
+		t.Fatalf("New with a wrong secret: %v, want ErrCredentials", err)
+	}
+	want := fmt.Sprintf("S3 rejected the credentials for bucket %s at %s", s3test.Bucket, srv.Endpoint)
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
+	}
+}
+
+func TestServerDown(t *testing.T) {
+	srv := s3test.Start(t)
+	cfg := config(srv)
+	cfg.RetryFor = 2 * time.Second
+	b, err := s3.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("some chunk")
+	id := chunk.Sum(data)
+	srv.Stop()
+	start := time.Now()
+	err = b.Put(context.Background(), id, data)
+	if err == nil {
+		t.Fatal("Put with the server down succeeded")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Put gave up after %v, want about %v", d, cfg.RetryFor)
+	}
+	if !strings.Contains(err.Error(), srv.Endpoint) || !strings.Contains(err.Error(), "s3 put") {
+		t.Errorf("error %q does not name the operation and endpoint", err)
+	}
+	t.Logf("error with the server down: %v", err)
+
+	srv.Restart()
+	if err := b.Put(context.Background(), id, data); err != nil {
+		t.Fatalf("Put after restart: %v", err)
+	}
+	got, err := b.Get(context.Background(), id)
+	if err != nil || string(got) != string(data) {
+		t.Fatalf("Get after restart = %q, %v", got, err)
+	}
+}
+
+// TestRetryAcrossRestart stops the server mid-operation and restarts it
+// within the retry window: the Put succeeds.
+func TestRetryAcrossRestart(t *testing.T) {
+	srv := s3test.Start(t)
+	cfg := config(srv)
+	cfg.RetryFor = 20 * time.Second
+	b, err := s3.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 1<<20)
+	id := chunk.Sum(data)
+	srv.Stop()
+	go func() {
+		time.Sleep(time.Second)
+		srv.Restart()
+	}()
+	if err := b.Put(context.Background(), id, data); err != nil {
+		t.Fatalf("Put across a restart: %v", err)
+	}
+	if _, err := b.Stat(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AK")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "SK")
+	t.Setenv("AWS_REGION", "eu-west-1")
+	t.Setenv("AWS_ENDPOINT_URL", "https://s3.example.com")
+	c, err := s3.ParseURL("s3://bkt/some/prefix/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := s3.Config{Bucket: "bkt", Prefix: "some/prefix", Endpoint: "s3.example.com", Region: "eu-west-1", AccessKey: "AK", SecretKey: "SK"}
+	if c != want {
+		t.Errorf("got %+v, want %+v", c, want)
+	}
+	c, err = s3.ParseURL("s3://bkt?endpoint=127.0.0.1:9000&insecure=1&region=r")
+	if err != nil || c.Endpoint != "127.0.0.1:9000" || !c.Insecure || c.Region != "r" || c.Prefix != "" {
+		t.Errorf("got %+v, %v", c, err)
+	}
+	for _, bad := range []string{"http://bkt/x", "s3:///x", "s3://b?insecure=maybe"} {
+		if _, err := s3.ParseURL(bad); err == nil {
+			t.Errorf("ParseURL(%q) succeeded", bad)
+		}
+	}
+}
