@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -25,8 +26,10 @@ type Server struct {
 	t        *testing.T
 	Endpoint string // 127.0.0.1:PORT (plain HTTP)
 	Root     string // posix backend directory; buckets are directories
-	cmd      *exec.Cmd
 	log      *os.File
+
+	mu  sync.Mutex // Stop and Restart may run on other goroutines
+	cmd *exec.Cmd
 }
 
 // Start starts versitygw on a free port with a posix backend over a temp
@@ -67,6 +70,12 @@ func Start(t *testing.T) *Server {
 
 // Stop kills the server.
 func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked()
+}
+
+func (s *Server) stopLocked() {
 	if s.cmd != nil {
 		s.cmd.Process.Kill()
 		s.cmd.Wait()
@@ -77,7 +86,9 @@ func (s *Server) Stop() {
 // Restart (re)starts the server on the same port and waits until it
 // accepts connections.
 func (s *Server) Restart() {
-	s.Stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopLocked()
 	s.cmd = exec.Command("versitygw", "--access", AccessKey, "--secret", SecretKey,
 		"--port", s.Endpoint, "posix", s.Root)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
