@@ -552,3 +552,36 @@ input:
 		t.Errorf("groups: %q", groups)
 	}
 }
+
+// TestPipelineIncremental100: one new file in an input of 100 datums runs
+// exactly that datum; the other 100 are reused from the previous job.
+func TestPipelineIncremental100(t *testing.T) {
+	d := pipelineDaemon(t)
+	src := t.TempDir()
+	for i := range 100 {
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("f%03d", i)), []byte(strings.Repeat("x", i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.ok(nil, "repo", "create", "data")
+	d.ok(nil, "put", "-r", "data@main:/", "-f", src)
+	d.spec(strings.SplitN(copySpec, "---", 2)[0], "pipeline", "create")
+	jobs := d.waitCommit("data@main")
+	if len(jobs) != 1 || jobs[0].State != api.JobSuccess {
+		t.Fatalf("first run: %+v", jobs)
+	}
+	if st := d.datums(jobs[0].ID); st[api.DatumSuccess] != 100 {
+		t.Fatalf("first run over 100 files: %v", st)
+	}
+	d.ok([]byte("new"), "put", "data@main:/g", "-f", "-")
+	jobs = d.waitCommit("data@main")
+	if st := d.datums(jobs[0].ID); st[api.DatumSuccess] != 1 || st[api.DatumSkipped] != 100 || len(st) != 2 {
+		t.Fatalf("after adding one file to 100: %v, want 1 success and 100 skipped", st)
+	}
+	if got := d.ok(nil, "cat", "lens@main:/g.len"); strings.TrimSpace(got) != "3" {
+		t.Fatalf("output of the new datum: %q", got)
+	}
+	if got := d.ok(nil, "cat", "lens@main:/f099.len"); strings.TrimSpace(got) != "100" {
+		t.Fatalf("reused output: %q", got)
+	}
+}
