@@ -127,7 +127,22 @@ func TestDaemonMount(t *testing.T) {
 	d.stop()
 
 	// A killed daemon leaves a dead mount; the next start cleans it up.
-	d = startMountDaemon(t, data, mnt)
+	// A file fsynced through the mount before the kill is in the open
+	// commit after the restart, which can then be finished.
+	d = startMountDaemon(t, data, mnt, "--mount-idle", "-1s")
+	f, err := os.Create(filepath.Join(mnt, "data", "synced.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("synced\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 	d.kill()
 	if _, err := os.ReadDir(mnt); !errors.Is(err, syscall.ENOTCONN) {
 		t.Logf("ls of the dead mount: %v (want ENOTCONN)", err)
@@ -136,6 +151,10 @@ func TestDaemonMount(t *testing.T) {
 	es, err := os.ReadDir(mnt)
 	if err != nil || len(es) != 2 {
 		t.Errorf("ls after restart over a stale mount: %v, %v", es, err)
+	}
+	d.ok(nil, "commit", "finish", "data@main")
+	if got := d.ok(nil, "cat", "data@main:/synced.txt"); got != "synced\n" {
+		t.Errorf("file fsynced before a kill -9: %q after the restart", got)
 	}
 	d.stop()
 }
