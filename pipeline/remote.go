@@ -108,6 +108,7 @@ func (h *hub) wait(ctx context.Context, worker string, d time.Duration) *task {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.seen[worker] = time.Now()
 	if cl.got != nil {
 		if ctx.Err() != nil {
 			// The claimer is gone before it heard of the task: the datum
