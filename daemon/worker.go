@@ -60,6 +60,14 @@ func RunWorker(ctx context.Context, o WorkerOptions) error {
 			log.Error("stop containerd", "err", err)
 		}
 	}()
+	// The daemon first (its reason beats a containerd error), then the
+	// runtime, which also clears what a killed worker left behind.
+	if _, err := o.Client.ListWorkers(ctx); err != nil {
+		return fmt.Errorf("worker %s: %w", o.Name, err)
+	}
+	if _, err := lr.get(ctx); err != nil {
+		return fmt.Errorf("worker %s: %w", o.Name, err)
+	}
 	src := remote.New(o.Client, remote.Options{ChunkCache: o.ChunkCache})
 	return remoteworker.Run(ctx, remoteworker.Options{
 		Daemon: o.Client, Name: o.Name, Slots: o.Slots, Dir: dir,

@@ -27,11 +27,10 @@ const maxContainers = 4
 
 // slot runs one datum at a time.
 type slot struct {
-	w     *worker
-	name  string
-	index int
-	base  string // DIR/work/NAME
-	out   string // the container's /pfs/out
+	w    *worker
+	name string
+	base string // DIR/work/NAME
+	out  string // the container's /pfs/out
 
 	ctrs []*container // most recently used last
 }
@@ -205,7 +204,9 @@ func (s *slot) container(ctx context.Context, t *api.Task) (*container, error) {
 		s.drop(s.ctrs[0])
 	}
 	suffix := randomHex(3)
-	id := fmt.Sprintf("%s-%d-%s", t.Pipeline, s.index, suffix)
+	// The slot's name tells its containers from the daemon's when both
+	// run on one host.
+	id := fmt.Sprintf("%s-%s-%s", t.Pipeline, s.name, suffix)
 	run := filepath.Join(s.base, "run-"+suffix)
 	if err := os.MkdirAll(run, 0o777); err != nil {
 		return nil, err

@@ -122,7 +122,7 @@ func Run(ctx context.Context, o Options) error {
 		slots.set(name, meta.EmptyTree)
 		base := filepath.Join(dir, "work", name)
 		os.RemoveAll(base)
-		s := &slot{w: w, name: name, index: i, out: filepath.Join(base, "out"), base: base}
+		s := &slot{w: w, name: name, out: filepath.Join(base, "out"), base: base}
 		if err := os.MkdirAll(s.out, 0o777); err != nil {
 			return err
 		}
