@@ -323,6 +323,7 @@ func (s *Server) routes() {
 		return writeJSON(w, res)
 	})
 	s.pipelineRoutes()
+	s.workerRoutes()
 	s.treeRoutes()
 	s.handle("POST /v1/fsck", s.fsck)
 	s.handle("POST /v1/gc", func(w http.ResponseWriter, r *http.Request) error {

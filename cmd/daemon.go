@@ -32,6 +32,7 @@ type upOptions struct {
 	s3Endpoint  string
 	s3Region    string
 	s3CacheGB   float64
+	workerLease time.Duration
 }
 
 // s3CacheBytes converts --s3-cache-gb to store.Options.S3CacheBytes
@@ -67,6 +68,7 @@ DATA/strata.log, and returns once the daemon answers. Stop it with
 	c.Flags().StringVar(&o.store, "store", "", "where large chunks live: `s3://BUCKET/PREFIX` (default: DATA/chunks); credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
 	c.Flags().StringVar(&o.s3Endpoint, "s3-endpoint", "", "S3 endpoint `URL` (http://host:port or https://host; default AWS_ENDPOINT_URL or AWS S3)")
 	c.Flags().StringVar(&o.s3Region, "s3-region", "", "S3 region (default AWS_REGION)")
+	c.Flags().DurationVar(&o.workerLease, "worker-lease", 10*time.Second, "how long a remote worker ('strata worker') holds a datum without a heartbeat before the datum runs elsewhere")
 	c.Flags().Float64Var(&o.s3CacheGB, "s3-cache-gb", 4, "size in GiB of the local cache of chunks read from S3, under DATA/cache (0: no cache)")
 	return c
 }
@@ -86,7 +88,7 @@ func runUp(ctx context.Context, o *upOptions) error {
 		}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	return daemon.Run(ctx, daemon.Options{DataDir: data, Listen: o.listen, Mount: mount, MountIdle: o.mountIdle, NoPipelines: o.noPipelines, Containerd: o.containerd, Store: o.store, S3Endpoint: o.s3Endpoint, S3Region: o.s3Region, S3CacheBytes: s3CacheBytes(o.s3CacheGB), Log: log})
+	return daemon.Run(ctx, daemon.Options{DataDir: data, Listen: o.listen, Mount: mount, MountIdle: o.mountIdle, NoPipelines: o.noPipelines, Containerd: o.containerd, Store: o.store, S3Endpoint: o.s3Endpoint, S3Region: o.s3Region, S3CacheBytes: s3CacheBytes(o.s3CacheGB), WorkerLease: o.workerLease, Log: log})
 }
 
 // detach re-runs 'strata up' without -d in a new session and waits until

@@ -78,6 +78,7 @@ References are REPO@BRANCH, REPO@COMMIT (or a unique prefix), REPO@BRANCH^N
 		mountCmd(g), unmountCmd(g),
 		fsckCmd(g), gcCmd(g), versionCmd(g),
 		pipelineCmd(g), jobCmd(g), waitCmd(g), datumCmd(g), logsCmd(g), lineageCmd(g), imageCmd(g),
+		workerCmd(g),
 		agentCmd(),
 	)
 	for _, c := range root.Commands() {

@@ -44,7 +44,10 @@ type Options struct {
 	S3Endpoint   string
 	S3Region     string
 	S3CacheBytes int64 // 0: store.DefaultS3CacheBytes
-	Log          *slog.Logger
+	// WorkerLease is how long a remote worker holds a datum between
+	// heartbeats (0: pipeline.DefaultLease).
+	WorkerLease time.Duration
+	Log         *slog.Logger
 }
 
 // Files under the data dir.

@@ -28,7 +28,7 @@ import (
 // start, the jobs that need it fail saying why.
 func startPipelines(ctx context.Context, dir string, st *store.Store, o Options, log *slog.Logger) (*pipeline.Controller, func(), error) {
 	lr := &lazyRuntime{cfg: runtime.Config{Address: o.Containerd, Dir: filepath.Join(dir, "containerd"), Log: log}}
-	po := pipeline.Options{Store: st, Dir: filepath.Join(dir, "pipelines"), Log: log,
+	po := pipeline.Options{Store: st, Dir: filepath.Join(dir, "pipelines"), Log: log, Lease: o.WorkerLease,
 		Mount: mounter{st: st, log: log}, Exec: executor{lr}, Images: images{lr}}
 	c, err := pipeline.New(po)
 	if err == nil {
@@ -163,6 +163,18 @@ func (m images) ImportRootfs(ctx context.Context, name, dir string) (*api.Image,
 		return nil, err
 	}
 	return toAPIImage(i), nil
+}
+
+func (m images) ExportImage(ctx context.Context, name string, w io.Writer) error {
+	rt, err := m.l.get(ctx)
+	if err != nil {
+		return err
+	}
+	err = rt.ExportImage(ctx, name, w)
+	if errors.Is(err, runtime.ErrImageNotFound) {
+		return fmt.Errorf("%w: %w", err, meta.ErrNotExist)
+	}
+	return err
 }
 
 func (m images) ListImages(ctx context.Context) ([]*api.Image, error) {

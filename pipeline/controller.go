@@ -45,6 +45,9 @@ type Options struct {
 	// Dir holds work directories, logs and the workers' tree mount.
 	Dir string
 	Log *slog.Logger
+	// Lease is how long a remote worker holds a datum between heartbeats
+	// (DefaultLease when 0).
+	Lease time.Duration
 }
 
 // ImageStore is the part of the container runtime that keeps images.
@@ -66,6 +69,7 @@ type Controller struct {
 	wg     sync.WaitGroup
 
 	slots   *slotTable
+	hub     *hub
 	unmount func() error
 	slotDir string
 
@@ -119,7 +123,7 @@ func New(o Options) (*Controller, error) {
 		return nil, err
 	}
 	c := &Controller{o: o, st: o.Store, db: o.Store.Meta, log: o.Log,
-		slots: newSlotTable(), runners: make(map[string]*runner),
+		slots: newSlotTable(), hub: newHub(o.Lease), runners: make(map[string]*runner),
 		jobs: make(map[string]context.CancelCauseFunc), datumMounts: make(map[string]func() error),
 		changed: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -156,8 +160,12 @@ func (c *Controller) Start() error {
 			c.startRunner(p.Name)
 		}
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.watch()
+	go func() {
+		defer c.wg.Done()
+		c.hub.expire(c.ctx)
+	}()
 	return nil
 }
 

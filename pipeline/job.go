@@ -223,44 +223,74 @@ func (c *Controller) datumRecs(job string) (map[string]*api.Datum, error) {
 	return out, err
 }
 
-// runDatums runs the datums at todo over the pool's workers; the first
-// datum that fails for good cancels the rest.
+// runDatums runs the datums at todo over the pool's workers and the
+// remote workers that claim them; the first datum that fails for good
+// cancels the rest. A datum a remote worker lost goes back to the queue.
 func (c *Controller) runDatums(ctx context.Context, pl *pool, p *pipelineRec, j *jobRec, ds []*datum.Datum, recs []*api.Datum, todo []int) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	next := make(chan int)
+	// Each datum handed out is handed back once; at most len(todo) are out
+	// at a time, so sends never block.
+	back := make(chan handBack, len(todo))
 	var (
 		wg  sync.WaitGroup
 		mu  sync.Mutex // guards j's counts and the job record
 		err error
 	)
+	finish := func(i int, derr error) {
+		mu.Lock()
+		j.count(recs[i].State)
+		if derr != nil && err == nil {
+			err = derr
+			cancel(derr)
+		}
+		c.saveProgress(j, recs[i])
+		mu.Unlock()
+		c.notify()
+	}
 	for _, w := range pl.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				derr := c.runDatum(ctx, w, p, j, ds[i], recs[i])
-				mu.Lock()
-				j.count(recs[i].State)
-				if derr != nil && err == nil {
-					err = derr
-					cancel(derr)
-				}
-				c.saveProgress(j, recs[i])
-				mu.Unlock()
-				c.notify()
+				finish(i, c.runDatum(ctx, w, p, j, ds[i], recs[i]))
+				back <- handBack{i: i}
 			}
 		}()
 	}
+	lost := make([]int, len(ds))
+	claims, stopClaims := context.WithCancel(ctx)
+	defer stopClaims()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.dispatchRemote(ctx, claims, &wg, next, back, finish, p, j, ds, recs, lost)
+	}()
+	queue := append([]int(nil), todo...)
+	out := 0
 loop:
-	for _, i := range todo {
+	for len(queue) > 0 || out > 0 {
+		var send chan<- int
+		first := -1
+		if len(queue) > 0 {
+			send, first = next, queue[0]
+		}
 		select {
-		case next <- i:
+		case send <- first:
+			queue = queue[1:]
+			out++
+		case b := <-back:
+			out--
+			if b.requeue {
+				queue = append(queue, b.i)
+			}
 		case <-ctx.Done():
 			break loop
 		}
 	}
 	close(next)
+	stopClaims()
 	wg.Wait()
 	if err != nil {
 		return err
@@ -333,16 +363,7 @@ func (c *Controller) runDatum(ctx context.Context, w *worker, p *pipelineRec, j 
 	defer lf.Close()
 	lw := &syncWriter{w: lf}
 
-	env := []string{"STRATA_JOB_ID=" + j.ID, "STRATA_DATUM_ID=" + d.ID, "STRATA_PIPELINE=" + p.Name}
-	for _, in := range j.Inputs {
-		env = append(env, in.Name+"="+datumPath(d, in.Name), in.Name+"_COMMIT="+in.Commit)
-	}
-	var stdin []byte
-	if len(p.Spec.Transform.Stdin) > 0 {
-		stdin = []byte(strings.Join(p.Spec.Transform.Stdin, "\n") + "\n")
-	}
-	req := agent.Request{Args: p.Spec.Transform.Cmd, Env: env, Dir: p.Spec.Transform.WorkingDir,
-		User: p.Spec.Transform.User, Stdin: stdin, Timeout: p.Spec.DatumTimeout.Duration}
+	req := c.datumRequest(p, j, d)
 
 	tries := max(p.Spec.DatumTries, 1)
 	start := time.Now()
@@ -401,6 +422,20 @@ func (c *Controller) runDatum(ctx context.Context, w *worker, p *pipelineRec, j 
 	rec.Duration = time.Since(start).Seconds()
 	return fmt.Errorf("datum %s failed after %d tries: %s (logs: strata logs --pipeline %s --job %s --datum %s)",
 		d.ID, tries, last, p.Name, j.ID, d.ID)
+}
+
+// datumRequest is the command that runs datum d.
+func (c *Controller) datumRequest(p *pipelineRec, j *jobRec, d *datum.Datum) agent.Request {
+	env := []string{"STRATA_JOB_ID=" + j.ID, "STRATA_DATUM_ID=" + d.ID, "STRATA_PIPELINE=" + p.Name}
+	for _, in := range j.Inputs {
+		env = append(env, in.Name+"="+datumPath(d, in.Name), in.Name+"_COMMIT="+in.Commit)
+	}
+	var stdin []byte
+	if len(p.Spec.Transform.Stdin) > 0 {
+		stdin = []byte(strings.Join(p.Spec.Transform.Stdin, "\n") + "\n")
+	}
+	return agent.Request{Args: p.Spec.Transform.Cmd, Env: env, Dir: p.Spec.Transform.WorkingDir,
+		User: p.Spec.Transform.User, Stdin: stdin, Timeout: p.Spec.DatumTimeout.Duration}
 }
 
 // mergeOutputs builds the job's output tree from its datums' outputs. Two

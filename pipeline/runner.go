@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -276,24 +277,9 @@ func (r *runner) ensurePool(ctx context.Context, p *pipelineRec) (*pool, error) 
 		return nil, errors.New("no mount for the workers' views")
 	}
 	pl := &pool{c: c, version: p.Version}
-	var cpu float64
-	var mem int64
-	if res := p.Spec.Resources; res != nil {
-		var err error
-		if res.CPU != "" {
-			if cpu, err = res.CPU.Cores(); err != nil {
-				return nil, err
-			}
-		}
-		if res.Memory != "" {
-			if mem, err = res.Memory.Bytes(); err != nil {
-				return nil, err
-			}
-		}
-	}
-	var env []string
-	for k, v := range p.Spec.Transform.Env {
-		env = append(env, k+"="+v)
+	env, cpu, mem, err := containerSpec(p)
+	if err != nil {
+		return nil, err
 	}
 	for i := range p.Spec.Parallelism {
 		name := fmt.Sprintf("%s-%d", p.Name, i)
@@ -324,6 +310,27 @@ func (r *runner) ensurePool(ctx context.Context, p *pipelineRec) (*pool, error) 
 	}
 	r.pool = pl
 	return pl, nil
+}
+
+// containerSpec is the environment and limits of p's worker containers.
+func containerSpec(p *pipelineRec) (env []string, cpu float64, mem int64, err error) {
+	if res := p.Spec.Resources; res != nil {
+		if res.CPU != "" {
+			if cpu, err = res.CPU.Cores(); err != nil {
+				return nil, 0, 0, err
+			}
+		}
+		if res.Memory != "" {
+			if mem, err = res.Memory.Bytes(); err != nil {
+				return nil, 0, 0, err
+			}
+		}
+	}
+	for k, v := range p.Spec.Transform.Env {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	return env, cpu, mem, nil
 }
 
 func (pl *pool) healthy() bool {

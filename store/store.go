@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -235,6 +236,36 @@ func (s *Store) PutTar(ctx context.Context, repo, branch, dir string, r io.Reade
 	}
 	s.writes.RLock()
 	defer s.writes.RUnlock()
+	changes, _, err := s.readTar(ctx, repo, dir, r, progress)
+	if err != nil {
+		return nil, err
+	}
+	return s.write(ctx, repo, branch, changes, o.Commit)
+}
+
+// IngestTar stores every regular file and directory of a tar stream as a
+// new tree, without committing it, like IngestDir (the same caveat about
+// gc applies), and returns the tree's root and its file count. Links and
+// devices are skipped, as by PutTar; unchanged-since records are refused.
+func (s *Store) IngestTar(ctx context.Context, r io.Reader) (meta.Hash, int, error) {
+	s.writes.RLock()
+	defer s.writes.RUnlock()
+	changes, files, err := s.readTar(ctx, "", "/", r, nil)
+	if err != nil {
+		return meta.Hash{}, 0, err
+	}
+	sort.SliceStable(changes, func(i, j int) bool { return changes[i].Path < changes[j].Path })
+	if err := s.Chunks.Sync(ctx); err != nil {
+		return meta.Hash{}, 0, err
+	}
+	root, err := s.Meta.BuildTree(changes)
+	return root, files, err
+}
+
+// readTar stores the files of a tar stream under dir and returns their
+// changes; s.writes must be held. repo is where unchanged-since records
+// refer to ("" refuses them).
+func (s *Store) readTar(ctx context.Context, repo, dir string, r io.Reader, progress func(files int, bytes int64)) ([]meta.Change, int, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tr := tar.NewReader(r)
@@ -291,6 +322,10 @@ func (s *Store) PutTar(ctx context.Context, repo, branch, dir string, r io.Reade
 			mode = 0o755
 		}
 		if from := h.PAXRecords[PAXUnchangedSince]; from != "" {
+			if repo == "" {
+				fail(fmt.Errorf("tar entry %q: an unchanged-since record needs a repo: %w", h.Name, meta.ErrInvalid))
+				break
+			}
 			// The client vouches that this file has not changed since it
 			// put it in commit from: reuse that entry, send no bytes.
 			size, _ := strconv.ParseInt(h.PAXRecords[PAXSize], 10, 64)
@@ -337,9 +372,9 @@ func (s *Store) PutTar(ctx context.Context, repo, branch, dir string, r io.Reade
 	}
 	wg.Wait()
 	if first != nil {
-		return nil, first
+		return nil, 0, first
 	}
-	return s.write(ctx, repo, branch, changes, o.Commit)
+	return changes, files, nil
 }
 
 // PAXUnchangedSince is the tar PAX record with which a client says a file

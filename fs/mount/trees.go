@@ -47,6 +47,24 @@ func MountTrees(dir string, st *store.Store, src Trees, o Options) (*Server, err
 	return s, nil
 }
 
+// MountSourceTrees is MountTrees over a view.Source, read-only: how a
+// remote worker shows the datums it runs, reading them through the
+// daemon's API (package fs/view/remote). It serves until Unmount.
+func MountSourceTrees(dir string, src view.Source, trees Trees, o Options) (*Server, error) {
+	if o.ReadAheadChunks == 0 {
+		o.ReadAheadChunks = DefaultRemoteReadAheadChunks
+	}
+	o.defaults()
+	s, dir, err := newViewServer(dir, view.NewReadOnly(src, view.Options{Log: o.Log}), o)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.mount(dir, &treesRoot{srv: s, src: trees}); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 type treesRoot struct {
 	fusefs.Inode
 	readOnly

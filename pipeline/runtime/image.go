@@ -249,3 +249,22 @@ func describeImage(ctx context.Context, img containerd.Image) (*Image, error) {
 	}
 	return out, nil
 }
+
+// ExportImage writes the image called name as an OCI image-layout tarball
+// holding this platform's manifest (what ImportTar reads back).
+func (r *Runtime) ExportImage(ctx context.Context, name string, w io.Writer) error {
+	ctx = r.ctx(ctx)
+	img, err := r.getImage(ctx, name)
+	if err != nil {
+		return err
+	}
+	is := r.client.ImageService()
+	err = r.client.Export(ctx, w,
+		archive.WithImage(is, img.Name()),
+		archive.WithPlatform(platforms.DefaultStrict()),
+		archive.WithSkipMissing(r.client.ContentStore()))
+	if err != nil {
+		return fmt.Errorf("runtime: export %s: %w", img.Name(), err)
+	}
+	return nil
+}

@@ -1,0 +1,403 @@
+package worker
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/strata-data/strata/api"
+	"github.com/strata-data/strata/meta"
+	"github.com/strata-data/strata/pipeline"
+	"github.com/strata-data/strata/pipeline/agent"
+	"github.com/strata-data/strata/store"
+)
+
+// maxContainers is how many pipeline versions' containers a slot keeps.
+const maxContainers = 4
+
+// slot runs one datum at a time.
+type slot struct {
+	w    *worker
+	name string
+	base string // DIR/work/NAME
+	out  string // the container's /pfs/out
+
+	ctrs []*container // most recently used last
+}
+
+type container struct {
+	key string // pipeline@version
+	w   pipeline.Worker
+}
+
+// loop claims and runs tasks until claims ends; runs is the context of
+// the datums themselves.
+func (s *slot) loop(claims, runs context.Context) {
+	o := s.w.o
+	backoff := time.Second
+	for claims.Err() == nil {
+		t, err := o.Daemon.ClaimTask(claims, api.ClaimRequest{Worker: s.name, Wait: o.Wait})
+		if err != nil {
+			if claims.Err() != nil {
+				return
+			}
+			o.Log.Warn("claim failed; trying again", "slot", s.name, "in", backoff, "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-claims.Done():
+				return
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		if t != nil {
+			s.run(runs, t)
+		}
+	}
+}
+
+// run runs one task to its end and reports it, unless the task was taken
+// away meanwhile.
+func (s *slot) run(ctx context.Context, t *api.Task) {
+	o := s.w.o
+	log := o.Log.With("slot", s.name, "pipeline", t.Pipeline, "job", t.Job, "datum", t.Datum, "task", t.ID)
+	log.Info("datum claimed")
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go s.heartbeat(ctx, cancel, t)
+
+	logw := newLogUploader(o.Daemon, s.name, t.ID)
+	defer logw.Close()
+	s.w.slots.set(s.name, t.View)
+	defer s.w.slots.set(s.name, meta.EmptyTree)
+
+	res := s.exec(ctx, t, logw)
+	logw.Close()
+	if cause := context.Cause(ctx); errors.Is(cause, errTaken) {
+		log.Warn("datum taken away; dropped", "err", cause)
+		return
+	}
+	if ctx.Err() != nil {
+		// The worker stops and the grace period is over: give the datum
+		// back now rather than after the lease.
+		res = api.TaskResult{State: api.TaskReleased, Error: "the worker stopped"}
+	}
+	res.Worker = s.name
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer rcancel()
+	if res.State == api.TaskSuccess {
+		if err := s.upload(rctx, t); err != nil {
+			if errors.Is(err, store.ErrStale) {
+				log.Warn("datum taken away during the upload; dropped", "err", err)
+				return
+			}
+			res = api.TaskResult{Worker: s.name, State: api.TaskFailure, Error: "upload /pfs/out: " + err.Error(), Tries: res.Tries}
+		}
+	}
+	if err := o.Daemon.FinishTask(rctx, t.ID, res); err != nil {
+		log.Warn("report failed", "state", res.State, "err", err)
+		return
+	}
+	log.Info("datum done", "state", res.State, "error", res.Error)
+}
+
+var errTaken = errors.New("the daemon took the task back")
+
+// heartbeat renews t's lease until ctx ends; it cancels ctx with errTaken
+// when the daemon says the task is no longer ours, or when it could not
+// renew the lease before it ran out.
+func (s *slot) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, t *api.Task) {
+	every := max(t.Lease/3, 50*time.Millisecond)
+	expires := t.LeaseExpires
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		l, err := s.w.o.Daemon.Heartbeat(ctx, s.name, t.ID)
+		switch {
+		case err == nil:
+			expires = l.Expires
+		case errors.Is(err, store.ErrStale):
+			cancel(fmt.Errorf("%w: %v", errTaken, err))
+			return
+		case time.Now().After(expires):
+			cancel(fmt.Errorf("%w: the lease ran out while the daemon was unreachable: %v", errTaken, err))
+			return
+		}
+	}
+}
+
+// exec runs t's command up to t.Tries times in a container of its
+// pipeline version.
+func (s *slot) exec(ctx context.Context, t *api.Task, logw io.Writer) api.TaskResult {
+	c, err := s.container(ctx, t)
+	if err != nil {
+		fmt.Fprintf(logw, "--- datum %s on %s: %v\n", t.Datum, s.name, err)
+		return api.TaskResult{State: api.TaskFailure, Error: err.Error(), Tries: 1}
+	}
+	req := agent.Request{Args: t.Args, Env: t.CmdEnv, Dir: t.Dir, User: t.User, Stdin: t.Stdin, Timeout: t.Timeout}
+	tries := max(t.Tries, 1)
+	var last string
+	for try := 1; try <= tries; try++ {
+		if ctx.Err() != nil {
+			return api.TaskResult{State: api.TaskReleased, Tries: try}
+		}
+		if err := clearDir(s.out); err != nil {
+			return api.TaskResult{State: api.TaskFailure, Error: err.Error(), Tries: try}
+		}
+		fmt.Fprintf(logw, "--- datum %s try %d/%d on %s at %s\n", t.Datum, try, tries, s.name, time.Now().UTC().Format(time.RFC3339))
+		res, err := c.w.Exec(ctx, req, logw, logw)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return api.TaskResult{State: api.TaskReleased, Tries: try}
+		case err != nil && !c.w.Alive():
+			s.drop(c)
+			msg := fmt.Sprintf("worker container on %s died: %v", s.name, err)
+			fmt.Fprintf(logw, "--- datum %s: %s\n", t.Datum, msg)
+			return api.TaskResult{State: api.TaskFailure, Error: msg, Tries: try}
+		case err != nil:
+			last = err.Error()
+		case !res.Success():
+			last = res.String()
+		default:
+			return api.TaskResult{State: api.TaskSuccess, Tries: try}
+		}
+		fmt.Fprintf(logw, "--- datum %s try %d failed: %s\n", t.Datum, try, last)
+	}
+	return api.TaskResult{State: api.TaskFailure, Error: last, Tries: tries}
+}
+
+// container returns the slot's container for t's pipeline version,
+// starting it (and fetching its image) when there is none.
+func (s *slot) container(ctx context.Context, t *api.Task) (*container, error) {
+	key := fmt.Sprintf("%s@%d", t.Pipeline, t.Version)
+	for i, c := range s.ctrs {
+		if c.key != key {
+			continue
+		}
+		if c.w.Alive() {
+			s.ctrs = append(append(s.ctrs[:i:i], s.ctrs[i+1:]...), c)
+			return c, nil
+		}
+		s.drop(c)
+		break
+	}
+	if err := s.w.ensureImage(ctx, t.Image); err != nil {
+		return nil, err
+	}
+	if len(s.ctrs) >= maxContainers {
+		s.drop(s.ctrs[0])
+	}
+	suffix := randomHex(3)
+	// The slot's name tells its containers from the daemon's when both
+	// run on one host.
+	id := fmt.Sprintf("%s-%s-%s", t.Pipeline, s.name, suffix)
+	run := filepath.Join(s.base, "run-"+suffix)
+	if err := os.MkdirAll(run, 0o777); err != nil {
+		return nil, err
+	}
+	os.Chmod(run, 0o777)
+	w, err := s.w.o.Exec.StartWorker(ctx, pipeline.WorkerSpec{ID: id, Image: t.Image,
+		PFS: filepath.Join(s.w.dir, "pfs", s.name), Out: s.out, Run: run, Env: t.Env,
+		Network: t.Network, CPU: t.CPU, Memory: t.Memory})
+	if err != nil {
+		os.RemoveAll(run)
+		return nil, fmt.Errorf("start a container for %s: %w", key, err)
+	}
+	c := &container{key: key, w: w}
+	s.ctrs = append(s.ctrs, c)
+	return c, nil
+}
+
+func (s *slot) drop(c *container) {
+	for i, x := range s.ctrs {
+		if x == c {
+			s.ctrs = append(s.ctrs[:i], s.ctrs[i+1:]...)
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.w.Close(ctx); err != nil {
+		s.w.o.Log.Warn("stop container", "slot", s.name, "pipeline", c.key, "err", err)
+	}
+}
+
+func (s *slot) closeContainers(ctx context.Context) {
+	for _, c := range s.ctrs {
+		if err := c.w.Close(ctx); err != nil {
+			s.w.o.Log.Warn("stop container", "slot", s.name, "pipeline", c.key, "err", err)
+		}
+	}
+	s.ctrs = nil
+}
+
+// upload sends the slot's /pfs/out as the task's output.
+func (s *slot) upload(ctx context.Context, t *api.Task) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(writeTar(pw, s.out)) }()
+	_, err := s.w.o.Daemon.PutTaskOutput(ctx, s.name, t.ID, pr)
+	pr.CloseWithError(errors.New("upload ended"))
+	if err == nil {
+		clearDir(s.out) // stored now; do not keep a second copy on disk
+	}
+	return err
+}
+
+// writeTar writes the regular files and directories below dir; anything
+// else is an error that names it, as a local worker's output would be.
+func writeTar(w io.Writer, dir string) error {
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case info.IsDir():
+			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: rel + "/", Mode: 0o755})
+		case info.Mode().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: rel, Mode: int64(info.Mode().Perm()), Size: info.Size()}); err != nil {
+				return err
+			}
+			_, err = io.CopyN(tw, f, info.Size())
+			return err
+		default:
+			return fmt.Errorf("/%s is a %s; outputs hold regular files and directories only: %w", rel, info.Mode().Type(), meta.ErrInvalid)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// clearDir empties dir, keeping dir itself (it is a mount point in the
+// containers).
+func clearDir(dir string) error {
+	es, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// logUploader buffers a datum's output and appends it to the daemon's log
+// of the datum about every half second and when closed.
+type logUploader struct {
+	d      Daemon
+	worker string
+	task   string
+
+	flushMu sync.Mutex // keeps the pieces in order
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	closed  bool
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// maxLogBuffer makes a writer wait for an upload rather than buffer more.
+const maxLogBuffer = 1 << 20
+
+func newLogUploader(d Daemon, worker, task string) *logUploader {
+	l := &logUploader{d: d, worker: worker, task: task, stop: make(chan struct{}), done: make(chan struct{})}
+	go l.loop()
+	return l
+}
+
+func (l *logUploader) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	l.buf.Write(p)
+	full := l.buf.Len() > maxLogBuffer
+	l.mu.Unlock()
+	if full {
+		l.flush()
+	}
+	return len(p), nil
+}
+
+func (l *logUploader) loop() {
+	defer close(l.done)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.stop:
+			l.flush()
+			return
+		case <-tick.C:
+			l.flush()
+		}
+	}
+}
+
+func (l *logUploader) flush() {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	l.mu.Lock()
+	data := bytes.Clone(l.buf.Bytes())
+	l.buf.Reset()
+	l.mu.Unlock()
+	if len(data) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// A failed piece is lost: the datum's result matters more than its
+	// log, and a task taken away refuses it anyway.
+	l.d.AppendTaskLog(ctx, l.worker, l.task, bytes.NewReader(data))
+}
+
+// Close uploads what is left; it may be called more than once.
+func (l *logUploader) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	close(l.stop)
+	<-l.done
+	return nil
+}
