@@ -743,3 +743,37 @@ func TestWriterErrors(t *testing.T) {
 		t.Errorf("Close after Abort = %v, Refs %v; want an error and no refs", err, w.Refs())
 	}
 }
+
+// TestDecode: a blob fetched from the backend directly decodes to the same
+// plaintext Store.Get returns, and a damaged blob or a wrong size is
+// ErrCorrupt, as through the Store.
+func TestDecode(t *testing.T) {
+	dir := newDir(t)
+	s := newStore(t, testConfig("s2"), dir, dir)
+	for _, data := range [][]byte{textBytes(80, 3<<20), randomBytes(81, 2<<20)} {
+		for _, ref := range write(t, s, data) {
+			blob, err := dir.Get(ctx, ref.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := s.Get(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := chunk.Decode(ref, blob)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("Decode(%s): %d bytes, %v; want the %d Get returns", ref.ID, len(got), err, len(want))
+			}
+			if _, err := chunk.Decode(chunk.Ref{ID: ref.ID, Size: ref.Size - 1}, blob); !errors.Is(err, chunk.ErrCorrupt) {
+				t.Errorf("Decode with a short size = %v, want ErrCorrupt", err)
+			}
+			blob[len(blob)/2] ^= 1
+			if _, err := chunk.Decode(ref, blob); !errors.Is(err, chunk.ErrCorrupt) {
+				t.Errorf("Decode of a damaged blob = %v, want ErrCorrupt", err)
+			}
+		}
+	}
+	if !chunk.IsLarge(128<<10, 128<<10) || chunk.IsLarge(128<<10-1, 128<<10) {
+		t.Error("IsLarge: chunks of SmallLimit bytes and more are large, shorter ones small")
+	}
+}
