@@ -1,6 +1,14 @@
 // Package s3 stores chunks in an S3-compatible object store (AWS S3, MinIO,
 // VersityGW, Ceph RGW, ...). Objects live under PREFIX/xx/ID, fanned out by
 // the first byte of the ID like chunk.Dir.
+//
+// Each object is one chunk in its stored form (a codec byte and the
+// payload, see chunk.Decode). minio-go uploads a body in a single PUT
+// below its 16 MiB part size and as a multipart upload above it; chunks
+// are at most 8 MiB (chunk.DefaultMaxSize) plus the codec byte, so every
+// chunk is one PUT, and a PUT either stores the whole object or nothing
+// (TestMultipart pins this down). Multipart is taken only by larger blobs,
+// which strata itself does not write.
 package s3
 
 import (
