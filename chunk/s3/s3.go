@@ -282,7 +282,14 @@ func (b *Backend) Get(ctx context.Context, id chunk.ID) ([]byte, error) {
 			return err
 		}
 		defer o.Close()
-		data, err = io.ReadAll(o)
+		// Size the buffer once (the GET's own headers, no extra request)
+		// rather than grow it through a dozen copies.
+		oi, err := o.Stat()
+		if err != nil {
+			return err
+		}
+		data = make([]byte, oi.Size)
+		_, err = io.ReadFull(o, data)
 		return err
 	})
 	if err != nil {
