@@ -777,3 +777,60 @@ func TestDecode(t *testing.T) {
 		t.Error("IsLarge: chunks of SmallLimit bytes and more are large, shorter ones small")
 	}
 }
+
+// countingGetter counts fetches per chunk.
+type countingGetter struct {
+	g  chunk.Getter
+	mu sync.Mutex
+	n  map[chunk.ID]int
+}
+
+func (c *countingGetter) Get(ctx context.Context, ref chunk.Ref) ([]byte, error) {
+	c.mu.Lock()
+	c.n[ref.ID]++
+	c.mu.Unlock()
+	return c.g.Get(ctx, ref)
+}
+
+// TestReaderKeep: chunks prefetched with ReadAt stay decoded until they are
+// read, however far ahead, when Keep says so; each is fetched once.
+func TestReaderKeep(t *testing.T) {
+	cfg := testConfig("none")
+	cfg.MinSize, cfg.MaxSize = 16<<10, 64<<10
+	s := newStore(t, cfg, chunk.NewMem(), chunk.NewMem())
+	data := randomBytes(95, 1<<20)
+	refs := write(t, s, data)
+	const ahead = 6
+	if len(refs) < 2*ahead {
+		t.Fatalf("only %d chunks", len(refs))
+	}
+	cg := &countingGetter{g: s, n: map[chunk.ID]int{}}
+	r := chunk.NewReaderFrom(ctx, cg, refs)
+	r.Keep(ahead + 2)
+	var start int64
+	starts := make([]int64, len(refs))
+	for i, ref := range refs {
+		starts[i] = start
+		start += int64(ref.Size)
+	}
+	b := make([]byte, 1)
+	for i := range refs {
+		// Like the mount's read-ahead: touch the chunks ahead, then read
+		// this one.
+		for j := i + 1; j <= i+ahead && j < len(refs); j++ {
+			r.ReadAt(b, starts[j])
+		}
+		got := make([]byte, refs[i].Size)
+		if _, err := r.ReadAt(got, starts[i]); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data[starts[i]:starts[i]+int64(refs[i].Size)]) {
+			t.Fatalf("chunk %d differs", i)
+		}
+	}
+	for i, ref := range refs {
+		if n := cg.n[ref.ID]; n != 1 {
+			t.Errorf("chunk %d fetched %d times, want once", i, n)
+		}
+	}
+}
