@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -25,8 +26,10 @@ type Server struct {
 	t        *testing.T
 	Endpoint string // 127.0.0.1:PORT (plain HTTP)
 	Root     string // posix backend directory; buckets are directories
-	cmd      *exec.Cmd
 	log      *os.File
+
+	mu  sync.Mutex // Stop and Restart may run on different goroutines
+	cmd *exec.Cmd
 }
 
 // Start starts versitygw on a free port with a posix backend over a temp
@@ -67,6 +70,8 @@ func Start(t *testing.T) *Server {
 
 // Stop kills the server.
 func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.cmd != nil {
 		s.cmd.Process.Kill()
 		s.cmd.Wait()
@@ -78,13 +83,16 @@ func (s *Server) Stop() {
 // accepts connections.
 func (s *Server) Restart() {
 	s.Stop()
-	s.cmd = exec.Command("versitygw", "--access", AccessKey, "--secret", SecretKey,
+	cmd := exec.Command("versitygw", "--access", AccessKey, "--secret", SecretKey,
 		"--port", s.Endpoint, "posix", s.Root)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = s.log, s.log
+	if err := cmd.Start(); err != nil {
 		s.t.Error(err)
 		return
 	}
+	s.mu.Lock()
+	s.cmd = cmd
+	s.mu.Unlock()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", s.Endpoint, time.Second)
