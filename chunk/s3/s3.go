@@ -269,10 +269,10 @@ func (b *Backend) Put(ctx context.Context, id chunk.ID, data []byte) error {
 			ContentType:  "application/octet-stream",
 			UserMetadata: map[string]string{mtimeMeta: strconv.FormatInt(now.UnixNano(), 10)},
 			// Over plain HTTP minio-go would sign the body in 64 KiB
-			// pieces, a SHA-256 pass here and another at the server for
-			// every chunk, which on a small machine costs more ingest
-			// speed than anything else. The body still carries a CRC32C
-			// the server checks, and every read re-hashes the chunk.
+			// pieces: a SHA-256 pass here and another at the server for
+			// every chunk, on top of the one that names it. The body
+			// still carries a CRC32C the server checks, and every read
+			// re-hashes the chunk.
 			DisableContentSha256: true,
 		})
 		return err
