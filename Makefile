@@ -4,7 +4,7 @@ BIN     := bin/strata
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/strata-data/strata/api.Version=$(VERSION)
 
-.PHONY: all build test lint bench bench-meta bench-mount bench-pipeline demo clean
+.PHONY: all build test lint bench bench-meta bench-mount bench-pipeline bench-s3 demo clean
 
 all: build
 
@@ -38,6 +38,12 @@ bench-mount: build
 # needs containerd, runc, ctr and busybox-static).
 bench-pipeline: build
 	$(GO) run ./tests/bench -pipeline -strata $(BIN)
+
+# Chunks on S3 (a local VersityGW; install it with .ci/versitygw.sh) next
+# to the directory backend: ingest, restore, cold read through /pfs (root:
+# mounts /pfs and drops the page cache).
+bench-s3: build
+	$(GO) run ./tests/bench -s3 -strata $(BIN)
 
 bench-meta:
 	$(GO) test -run XXX -bench . -benchtime 1x -timeout 60m ./meta/

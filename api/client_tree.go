@@ -44,6 +44,15 @@ func (c *Client) LookupTree(ctx context.Context, root meta.Hash, p string) (*met
 	return &e, nil
 }
 
+// Storage says where the daemon keeps chunks.
+func (c *Client) Storage(ctx context.Context) (*Storage, error) {
+	var s Storage
+	if err := c.call(ctx, "GET", "/v1/storage", nil, nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
 // ChunkList returns the chunk refs of the chunk list h (meta.Entry.List).
 func (c *Client) ChunkList(ctx context.Context, h meta.Hash) ([]chunk.Ref, error) {
 	var rs []ChunkRef

@@ -122,7 +122,31 @@ func immutable(w http.ResponseWriter) {
 	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 }
 
+// Storage says where the daemon keeps chunks (GET /v1/storage), so that a
+// remote reader with its own credentials can fetch large chunks from the
+// object store rather than through the daemon. It never carries
+// credentials. Chunks shorter than SmallLimit live in the daemon's
+// metadata database and are only reachable through GET /v1/chunks.
+type Storage struct {
+	SmallLimit int    `json:"small_limit"`
+	Type       string `json:"type"` // where large chunks live: "dir" or "s3"
+	// For "s3": the bucket, the key prefix (objects are PREFIX/xx/ID, in
+	// the stored form chunk.Decode reads), and the endpoint (host:port)
+	// and region the daemon reaches it at; insecure: plain HTTP.
+	URL      string `json:"url,omitempty"`
+	Bucket   string `json:"bucket,omitempty"`
+	Prefix   string `json:"prefix,omitempty"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Region   string `json:"region,omitempty"`
+	Insecure bool   `json:"insecure,omitempty"`
+}
+
 func (s *Server) treeRoutes() {
+	s.handle("GET /v1/storage", func(w http.ResponseWriter, r *http.Request) error {
+		l := s.st.Location()
+		return writeJSON(w, Storage{SmallLimit: l.SmallLimit, Type: l.Type, URL: l.URL, Bucket: l.Bucket,
+			Prefix: l.Prefix, Endpoint: l.Endpoint, Region: l.Region, Insecure: l.Insecure})
+	})
 	// The entries of a directory node, sorted by name.
 	s.handle("GET /v1/trees/{hash}", func(w http.ResponseWriter, r *http.Request) error {
 		h, err := pathHash(r, "hash")

@@ -218,6 +218,9 @@ func TestTreeRoutesToken(t *testing.T) {
 		if _, err := cl.Chunk(ctx, e.Chunks[0]); !errors.Is(err, ErrUnauthorized) {
 			t.Errorf("token %q: chunk: %v", tok, err)
 		}
+		if _, err := cl.Storage(ctx); !errors.Is(err, ErrUnauthorized) {
+			t.Errorf("token %q: storage: %v", tok, err)
+		}
 		resp := get(t, hs.URL+"/v1/chunks/"+e.Chunks[0].ID.String()+"?size=6", tok)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusUnauthorized {
@@ -245,5 +248,19 @@ func TestChunkVerified(t *testing.T) {
 		if _, err := cl.Chunk(context.Background(), ref); !errors.Is(err, chunk.ErrCorrupt) {
 			t.Errorf("size %d: %v, want ErrCorrupt", ref.Size, err)
 		}
+	}
+}
+
+// TestStorageRoute: the daemon says where its chunks live, and nothing
+// about credentials.
+func TestStorageRoute(t *testing.T) {
+	_, hs := serveStore(t, "")
+	cl, _ := NewClient(hs.URL, "")
+	s, err := cl.Storage(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Storage{SmallLimit: chunk.DefaultSmallLimit, Type: "dir"}); *s != want {
+		t.Errorf("storage of a dir store = %+v, want %+v", *s, want)
 	}
 }

@@ -27,6 +27,7 @@ type Reader struct {
 	ends []int64 // ends[i] is the offset just past chunk i
 	off  int64
 	cur  *cached // the chunk Read and WriteTo are in
+	keep int     // decoded chunks kept
 
 	mu    sync.Mutex
 	cache []*cached // least recently used first
@@ -67,7 +68,16 @@ func NewReaderFrom(ctx context.Context, g Getter, refs []Ref) *Reader {
 		end += int64(ref.Size)
 		ends[i] = end
 	}
-	return &Reader{g: g, ctx: ctx, refs: refs, ends: ends}
+	return &Reader{g: g, ctx: ctx, refs: refs, ends: ends, keep: cacheChunks}
+}
+
+// Keep sets how many decoded chunks the Reader keeps (default 4), for a
+// caller that prefetches further ahead with ReadAt, so that prefetched
+// chunks are still there when it reads them. Call it before reading.
+func (r *Reader) Keep(n int) {
+	r.mu.Lock()
+	r.keep = max(n, 1)
+	r.mu.Unlock()
 }
 
 // Size returns the length of the file.
@@ -198,7 +208,7 @@ func (r *Reader) fetch(i int) *cached {
 			return f
 		}
 	}
-	if len(r.cache) == cacheChunks {
+	for len(r.cache) >= r.keep {
 		r.cache = slices.Delete(r.cache, 0, 1)
 	}
 	f := &cached{i: i, done: make(chan struct{})}

@@ -79,7 +79,7 @@ func NewStore(cfg Config, small, large Backend) (*Store, error) {
 func (s *Store) Config() Config { return s.cfg }
 
 func (s *Store) backend(size int) Backend {
-	if size < s.cfg.SmallLimit {
+	if !IsLarge(uint32(size), s.cfg.SmallLimit) {
 		return s.small
 	}
 	return s.large
@@ -158,12 +158,26 @@ func (s *Store) Get(ctx context.Context, ref Ref) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get chunk %s: %w", ref.ID, err)
 	}
+	return Decode(ref, blob)
+}
+
+// Decode returns the plaintext of blob, the stored form of ref's chunk as
+// a Backend returns it, verified against ref's ID and size: an error
+// wrapping ErrCorrupt if it does not match. Readers that fetch blobs from
+// a backend themselves (a remote mount reading S3 directly) decode with
+// it, so they verify exactly as the Store does. The result may alias blob.
+func Decode(ref Ref, blob []byte) ([]byte, error) {
 	data, err := open(ref.ID, blob, int(ref.Size))
 	if err == nil && len(data) != int(ref.Size) {
 		err = fmt.Errorf("chunk %s: %d bytes, ref says %d: %w", ref.ID, len(data), ref.Size, ErrCorrupt)
 	}
 	return data, err
 }
+
+// IsLarge reports whether a chunk of size bytes is kept in the large
+// backend rather than the small one, under a config whose SmallLimit is
+// smallLimit.
+func IsLarge(size uint32, smallLimit int) bool { return int64(size) >= int64(smallLimit) }
 
 // open decodes and verifies a stored chunk of at most limit bytes.
 func open(id ID, blob []byte, limit int) ([]byte, error) {

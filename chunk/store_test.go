@@ -743,3 +743,94 @@ func TestWriterErrors(t *testing.T) {
 		t.Errorf("Close after Abort = %v, Refs %v; want an error and no refs", err, w.Refs())
 	}
 }
+
+// TestDecode: a blob fetched from the backend directly decodes to the same
+// plaintext Store.Get returns, and a damaged blob or a wrong size is
+// ErrCorrupt, as through the Store.
+func TestDecode(t *testing.T) {
+	dir := newDir(t)
+	s := newStore(t, testConfig("s2"), dir, dir)
+	for _, data := range [][]byte{textBytes(80, 3<<20), randomBytes(81, 2<<20)} {
+		for _, ref := range write(t, s, data) {
+			blob, err := dir.Get(ctx, ref.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := s.Get(ctx, ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := chunk.Decode(ref, blob)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("Decode(%s): %d bytes, %v; want the %d Get returns", ref.ID, len(got), err, len(want))
+			}
+			if _, err := chunk.Decode(chunk.Ref{ID: ref.ID, Size: ref.Size - 1}, blob); !errors.Is(err, chunk.ErrCorrupt) {
+				t.Errorf("Decode with a short size = %v, want ErrCorrupt", err)
+			}
+			blob[len(blob)/2] ^= 1
+			if _, err := chunk.Decode(ref, blob); !errors.Is(err, chunk.ErrCorrupt) {
+				t.Errorf("Decode of a damaged blob = %v, want ErrCorrupt", err)
+			}
+		}
+	}
+	if !chunk.IsLarge(128<<10, 128<<10) || chunk.IsLarge(128<<10-1, 128<<10) {
+		t.Error("IsLarge: chunks of SmallLimit bytes and more are large, shorter ones small")
+	}
+}
+
+// countingGetter counts fetches per chunk.
+type countingGetter struct {
+	g  chunk.Getter
+	mu sync.Mutex
+	n  map[chunk.ID]int
+}
+
+func (c *countingGetter) Get(ctx context.Context, ref chunk.Ref) ([]byte, error) {
+	c.mu.Lock()
+	c.n[ref.ID]++
+	c.mu.Unlock()
+	return c.g.Get(ctx, ref)
+}
+
+// TestReaderKeep: chunks prefetched with ReadAt stay decoded until they are
+// read, however far ahead, when Keep says so; each is fetched once.
+func TestReaderKeep(t *testing.T) {
+	cfg := testConfig("none")
+	cfg.MinSize, cfg.MaxSize = 16<<10, 64<<10
+	s := newStore(t, cfg, chunk.NewMem(), chunk.NewMem())
+	data := randomBytes(95, 1<<20)
+	refs := write(t, s, data)
+	const ahead = 6
+	if len(refs) < 2*ahead {
+		t.Fatalf("only %d chunks", len(refs))
+	}
+	cg := &countingGetter{g: s, n: map[chunk.ID]int{}}
+	r := chunk.NewReaderFrom(ctx, cg, refs)
+	r.Keep(ahead + 2)
+	var start int64
+	starts := make([]int64, len(refs))
+	for i, ref := range refs {
+		starts[i] = start
+		start += int64(ref.Size)
+	}
+	b := make([]byte, 1)
+	for i := range refs {
+		// Like the mount's read-ahead: touch the chunks ahead, then read
+		// this one.
+		for j := i + 1; j <= i+ahead && j < len(refs); j++ {
+			r.ReadAt(b, starts[j])
+		}
+		got := make([]byte, refs[i].Size)
+		if _, err := r.ReadAt(got, starts[i]); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, data[starts[i]:starts[i]+int64(refs[i].Size)]) {
+			t.Fatalf("chunk %d differs", i)
+		}
+	}
+	for i, ref := range refs {
+		if n := cg.n[ref.ID]; n != 1 {
+			t.Errorf("chunk %d fetched %d times, want once", i, n)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,9 +18,11 @@ import (
 )
 
 type mountOptions struct {
-	data    string
-	idle    time.Duration
-	cacheMB int64
+	data       string
+	idle       time.Duration
+	cacheMB    int64
+	s3Endpoint string
+	s3Region   string
 }
 
 func mountCmd(g *globals) *cobra.Command {
@@ -41,6 +44,13 @@ used through its socket. Such a mount is read-only (writes fail with
 "Read-only file system"); it fetches only the chunks that reads touch and
 keeps the most recent ones in memory (--cache-mb). Branch views follow
 their branches within about a second, as on the daemon's own /pfs.
+
+When the daemon keeps its large chunks in S3 and AWS_ACCESS_KEY_ID and
+AWS_SECRET_ACCESS_KEY are set, the mount reads those chunks from the
+bucket itself (at the daemon's endpoint, or --s3-endpoint), and only
+metadata and small chunks through the daemon. Without credentials, or if
+S3 refuses them, every chunk comes through the daemon. One line on stderr
+says which.
 
 Without a daemon, 'strata mount DIR --data DATA' serves the data directory
 itself, writable, like the daemon's /pfs ('strata up --mount DIR').`,
@@ -68,6 +78,8 @@ itself, writable, like the daemon's /pfs ('strata up --mount DIR').`,
 	c.Flags().StringVar(&o.data, "data", api.DefaultDataDir(), "data directory (when no daemon runs on it, it is served directly)")
 	c.Flags().DurationVar(&o.idle, "idle", 30*time.Second, "without a daemon: finish a branch's open commit after this long without writes (negative: never)")
 	c.Flags().Int64Var(&o.cacheMB, "cache-mb", remote.DefaultChunkCache>>20, "through a daemon: MiB of chunks kept in memory")
+	c.Flags().StringVar(&o.s3Endpoint, "s3-endpoint", "", "through a daemon with chunks in S3: reach the bucket at this `URL` (default: the daemon's endpoint)")
+	c.Flags().StringVar(&o.s3Region, "s3-region", "", "through a daemon with chunks in S3: the bucket's region (default: the daemon's)")
 	return c
 }
 
@@ -99,8 +111,22 @@ func runRemoteMount(ctx context.Context, g *globals, o *mountOptions, addr, dir 
 	if o.cacheMB <= 0 {
 		cache = -1
 	}
-	src := remote.New(cl, remote.Options{ChunkCache: cache})
-	return mount.RunSource(ctx, src, dir, mount.Options{})
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ro := remote.Options{ChunkCache: cache, Log: log}
+	if st, err := cl.Storage(ctx); err != nil {
+		log.Info("reading every chunk through the daemon: it does not say where its chunks live", "err", err)
+	} else {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		large, msg := remote.OpenObjectStore(octx, st, remote.ObjectStoreOptions{Endpoint: o.s3Endpoint, Region: o.s3Region})
+		cancel()
+		log.Info(msg)
+		ro.Large, ro.SmallLimit = large, st.SmallLimit
+	}
+	src := remote.New(cl, ro)
+	err = mount.RunSource(ctx, src, dir, mount.Options{})
+	s := src.Stats()
+	log.Info("unmounted", "chunks_from_object_store", s.DirectChunks, "chunks_through_daemon", s.DaemonChunks, "chunk_cache_hits", s.ChunkHits)
+	return err
 }
 
 func unmountCmd(g *globals) *cobra.Command {

@@ -29,6 +29,24 @@ func (r backendRecord) String() string {
 	return "dir (DATA/chunks)"
 }
 
+// Location says where a data dir keeps its chunks, so that a reader on
+// another machine can fetch large chunks from the object store itself
+// rather than through the daemon. It never holds credentials.
+type Location struct {
+	// SmallLimit: chunks shorter than this live in the metadata database
+	// (reachable only through the daemon); the others in the large backend.
+	SmallLimit int
+	Type       string // large backend: "dir" (DATA/chunks) or "s3"
+	// For "s3": the bucket and key prefix, and the endpoint (host:port)
+	// and region the daemon uses; Insecure means plain HTTP.
+	URL      string
+	Bucket   string
+	Prefix   string
+	Endpoint string
+	Region   string
+	Insecure bool
+}
+
 // DefaultS3CacheBytes is the default size of the local cache of chunks
 // read from S3.
 const DefaultS3CacheBytes = 4 << 30
@@ -36,20 +54,20 @@ const DefaultS3CacheBytes = 4 << 30
 // openLarge opens the backend for large chunks that o asks for, after
 // checking it against the one the data dir records (recording it for a
 // new data dir).
-func openLarge(dir string, db *meta.DB, o Options) (chunk.Backend, error) {
+func openLarge(dir string, db *meta.DB, o Options) (chunk.Backend, Location, error) {
 	want := backendRecord{Type: "dir"}
 	var cfg s3.Config
 	if o.Chunks != "" && o.Chunks != "dir" {
 		if !strings.HasPrefix(o.Chunks, "s3://") {
-			return nil, fmt.Errorf("chunk store %q: want dir or s3://BUCKET/PREFIX: %w", o.Chunks, meta.ErrInvalid)
+			return nil, Location{}, fmt.Errorf("chunk store %q: want dir or s3://BUCKET/PREFIX: %w", o.Chunks, meta.ErrInvalid)
 		}
 		var err error
 		if cfg, err = s3.ParseURL(o.Chunks); err != nil {
-			return nil, fmt.Errorf("%w: %w", err, meta.ErrInvalid)
+			return nil, Location{}, fmt.Errorf("%w: %w", err, meta.ErrInvalid)
 		}
 		if o.S3Endpoint != "" {
 			if err := cfg.SetEndpoint(o.S3Endpoint); err != nil {
-				return nil, err
+				return nil, Location{}, err
 			}
 		}
 		if o.S3Region != "" {
@@ -63,41 +81,45 @@ func openLarge(dir string, db *meta.DB, o Options) (chunk.Backend, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		record = true // once the backend opens, so a typo is not recorded
 	case err != nil:
-		return nil, fmt.Errorf("read chunk backend config: %w", err)
+		return nil, Location{}, fmt.Errorf("read chunk backend config: %w", err)
 	case have != want:
-		return nil, fmt.Errorf("its large chunks are in %s, not %s; start with --store %s: %w",
+		return nil, Location{}, fmt.Errorf("its large chunks are in %s, not %s; start with --store %s: %w",
 			have, want, storeFlag(have), meta.ErrInvalid)
 	}
-	b, err := openBackend(dir, want, cfg, o.S3CacheBytes)
+	b, loc, err := openBackend(dir, want, cfg, o.S3CacheBytes)
 	if err != nil {
-		return nil, err
+		return nil, Location{}, err
 	}
 	if record {
 		if err := db.SetConfig("chunk-backend", want); err != nil {
-			return nil, err
+			return nil, Location{}, err
 		}
 	}
-	return b, nil
+	return b, loc, nil
 }
 
-func openBackend(dir string, want backendRecord, cfg s3.Config, cacheBytes int64) (chunk.Backend, error) {
+func openBackend(dir string, want backendRecord, cfg s3.Config, cacheBytes int64) (chunk.Backend, Location, error) {
 	if want.Type == "dir" {
-		return chunk.NewDir(filepath.Join(dir, "chunks"))
+		b, err := chunk.NewDir(filepath.Join(dir, "chunks"))
+		return b, Location{Type: "dir"}, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	b, err := s3.New(ctx, cfg)
 	if err != nil {
-		return nil, err
+		return nil, Location{}, err
 	}
+	c := b.Config()
+	loc := Location{Type: "s3", URL: c.URL(), Bucket: c.Bucket, Prefix: c.Prefix, Endpoint: c.Endpoint, Region: c.Region, Insecure: c.Insecure}
 	size := cacheBytes
 	if size == 0 {
 		size = DefaultS3CacheBytes
 	}
 	if size < 0 {
-		return b, nil
+		return b, loc, nil
 	}
-	return s3.NewCached(b, filepath.Join(dir, "cache"), size)
+	cb, err := s3.NewCached(b, filepath.Join(dir, "cache"), size)
+	return cb, loc, err
 }
 
 func storeFlag(r backendRecord) string {

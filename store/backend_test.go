@@ -5,6 +5,9 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+
+	"github.com/strata-data/strata/chunk"
+	"github.com/strata-data/strata/chunk/s3/s3test"
 )
 
 func TestBackendRecorded(t *testing.T) {
@@ -26,4 +29,29 @@ func TestBackendRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
+}
+
+func TestLocation(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.Location(); got.Type != "dir" || got.SmallLimit != chunk.DefaultSmallLimit || got.Bucket != "" {
+		t.Errorf("Location of a dir store = %+v, want type dir with the small limit", got)
+	}
+
+	srv := s3test.Start(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
+	s3s, err := Open(t.TempDir(), Options{Chunks: "s3://" + s3test.Bucket + "/loc/x", S3Endpoint: "http://" + srv.Endpoint, S3Region: "us-east-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s3s.Close()
+	want := Location{SmallLimit: chunk.DefaultSmallLimit, Type: "s3", URL: "s3://" + s3test.Bucket + "/loc/x",
+		Bucket: s3test.Bucket, Prefix: "loc/x", Endpoint: srv.Endpoint, Region: "us-east-1", Insecure: true}
+	if got := s3s.Location(); got != want {
+		t.Errorf("Location of an S3 store = %+v, want %+v", got, want)
+	}
 }

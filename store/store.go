@@ -24,6 +24,7 @@ type Store struct {
 	Meta   *meta.DB
 	Chunks *chunk.Store
 	dir    string
+	loc    Location
 
 	// writes is held shared by every write from its first chunk to its
 	// metadata commit, and exclusively by gc, so gc in this process never
@@ -77,7 +78,7 @@ func Open(dir string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("read chunk config: %w", err)
 	}
-	large, err := openLarge(dir, db, o)
+	large, loc, err := openLarge(dir, db, o)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
@@ -87,7 +88,8 @@ func Open(dir string, o Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Store{Meta: db, Chunks: cs, dir: dir}, nil
+	loc.SmallLimit = cfg.SmallLimit
+	return &Store{Meta: db, Chunks: cs, dir: dir, loc: loc}, nil
 }
 
 // Format is the version of the data directory's layout. A daemon refuses
@@ -113,6 +115,9 @@ func checkFormat(db *meta.DB) error {
 
 // Close closes the metadata database.
 func (s *Store) Close() error { return s.Meta.Close() }
+
+// Location says where the chunks live.
+func (s *Store) Location() Location { return s.loc }
 
 // Dir is the data directory.
 func (s *Store) Dir() string { return s.dir }

@@ -2,13 +2,18 @@ package tests
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/strata-data/strata/chunk/s3/s3test"
 )
@@ -104,4 +109,114 @@ func TestS3WrongCredentials(t *testing.T) {
 	if err == nil || !strings.Contains(string(b), want) {
 		t.Errorf("up with a wrong secret: %v\n%s\nwant %q", err, b, want)
 	}
+}
+
+// TestS3RemoteMount: 'strata mount --server' against a daemon whose large
+// chunks are in S3 reads them from the bucket itself when it has
+// credentials (its own count, printed at exit, shows no large chunk
+// through the daemon), and through the daemon without credentials or with
+// rejected ones, byte-identical every way.
+func TestS3RemoteMount(t *testing.T) {
+	requireFuse(t)
+	srv := s3test.Start(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
+	tmp := t.TempDir()
+	data, mnt := filepath.Join(tmp, "data"), filepath.Join(tmp, "pfs")
+	addr := "127.0.0.1:" + freePort(t)
+	d := startDaemonWith(t, data, "--no-mount", "--no-pipelines", "--listen", addr,
+		"--store", "s3://"+s3test.Bucket+"/remote", "--s3-endpoint", "http://"+srv.Endpoint)
+	tok, err := os.ReadFile(filepath.Join(data, "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tok))
+
+	big := make([]byte, 20<<20)
+	rand.NewChaCha8([32]byte{3}).Read(big)
+	src := filepath.Join(tmp, "src")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "big.bin"), big, 0o644)
+	os.WriteFile(filepath.Join(src, "small.txt"), []byte("small\n"), 0o644)
+	d.ok(nil, "repo", "create", "data")
+	d.ok(nil, "put", "-r", "data@main:/", "-f", src)
+	var refs []struct{ Chunks int }
+	json.Unmarshal([]byte(d.ok(nil, "ls", "data@main:/big.bin", "-o", "json")), &refs)
+	if len(refs) != 1 || refs[0].Chunks < 3 {
+		t.Fatalf("big.bin should have several chunks: %+v", refs)
+	}
+	nchunks := refs[0].Chunks
+	wantSum := fmt.Sprintf("%x", sha256.Sum256(big))
+
+	for _, c := range []struct {
+		name        string
+		env         []string
+		says        string
+		direct, via int // chunks from S3 and through the daemon
+	}{
+		{"credentials", nil, "reading large chunks from s3://" + s3test.Bucket + "/remote at " + srv.Endpoint, nchunks, 1},
+		{"no credentials", []string{"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY="}, "no AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", 0, nchunks + 1},
+		{"rejected", []string{"AWS_SECRET_ACCESS_KEY=wrong"}, "S3 rejected the credentials", 0, nchunks + 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := append([]string{"STRATA_ADDR=", "STRATA_TOKEN="}, c.env...)
+			m := startRemoteMount(t, mnt, env, "--server", "http://"+addr, "--token", token)
+			if got := fileSum(t, filepath.Join(mnt, "data@main", "big.bin")); got != wantSum {
+				t.Errorf("sha256 of big.bin through the mount = %s, want %s", got, wantSum)
+			}
+			if b, err := os.ReadFile(filepath.Join(mnt, "data", "small.txt")); err != nil || string(b) != "small\n" {
+				t.Errorf("cat small.txt = %q, %v", b, err)
+			}
+			m.stop(syscall.SIGTERM)
+			log := m.log.String()
+			if strings.Count(log, "reading ") != 1 || !strings.Contains(log, c.says) {
+				t.Errorf("mount log does not say once %q:\n%s", c.says, log)
+			}
+			want := fmt.Sprintf("chunks_from_object_store=%d chunks_through_daemon=%d", c.direct, c.via)
+			if !strings.Contains(log, want) {
+				t.Errorf("mount log does not count %q:\n%s", want, log)
+			}
+		})
+	}
+	d.stop()
+}
+
+// TestS3DownMidPut: a put while the S3 server is down fails with an error
+// naming the server, records no commit, and succeeds once it is back.
+func TestS3DownMidPut(t *testing.T) {
+	srv := s3test.Start(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	d := startDaemonWith(t, data, "--no-mount", "--no-pipelines",
+		"--store", "s3://"+s3test.Bucket+"/down", "--s3-endpoint", "http://"+srv.Endpoint)
+	d.ok(nil, "repo", "create", "data")
+	big := make([]byte, 8<<20)
+	rand.NewChaCha8([32]byte{4}).Read(big)
+	src := filepath.Join(tmp, "big.bin")
+	os.WriteFile(src, big, 0o644)
+
+	srv.Stop()
+	start := time.Now()
+	out, code := d.run(nil, "put", "data@main:/big.bin", "-f", src, "-m", "while down")
+	if code == 0 || !strings.Contains(out, srv.Endpoint) || !strings.Contains(out, "s3 ") {
+		t.Fatalf("put with S3 down: exit %d\n%s\nwant a failure naming the S3 server", code, out)
+	}
+	t.Logf("put with S3 down failed after %v: %s", time.Since(start).Round(time.Second), strings.TrimSpace(out))
+	if got := d.ok(nil, "commit", "list", "data@main", "-o", "json"); strings.Contains(got, `"id"`) {
+		t.Fatalf("a commit after the failed put:\n%s", got)
+	}
+
+	srv.Restart()
+	d.ok(nil, "put", "data@main:/big.bin", "-f", src, "-m", "after restart")
+	var commits []struct{ ID string }
+	json.Unmarshal([]byte(d.ok(nil, "commit", "list", "data@main", "-o", "json")), &commits)
+	if len(commits) != 1 {
+		t.Fatalf("commits after the retried put: %+v, want 1", commits)
+	}
+	if got := d.ok(nil, "cat", "data@main:/big.bin"); got != string(big) {
+		t.Fatalf("cat after the retried put: %d bytes, want %d", len(got), len(big))
+	}
+	d.stop()
 }

@@ -337,6 +337,8 @@ type fileHandle struct {
 // setReader makes the handle read refs.
 func (h *fileHandle) setReader(refs []chunk.Ref) {
 	h.rd = h.f.top.srv.view.NewReader(h.ctx, refs)
+	// Keep what the read-ahead fetched until the reads reach it.
+	h.rd.Keep(h.f.top.srv.o.ReadAheadChunks + 2)
 	h.ra = newReadAhead(h.rd, refs, h.f.top.srv.o.ReadAheadChunks)
 }
 
@@ -354,9 +356,8 @@ type readAhead struct {
 	fetched int   // chunks below this index have been asked for
 }
 
-// newReadAhead fetches up to ahead chunks past the current one. The
-// chunk.Reader keeps 4 decoded, so more than 2 only pays where fetched
-// chunks are cached elsewhere too (a remote Source's chunk cache).
+// newReadAhead fetches up to ahead chunks past the current one; the
+// handle's chunk.Reader keeps that many and two more decoded.
 func newReadAhead(rd *chunk.Reader, refs []chunk.Ref, ahead int) *readAhead {
 	ra := &readAhead{rd: rd, ends: make([]int64, len(refs)), ahead: ahead}
 	var end int64

@@ -49,7 +49,8 @@ type Options struct {
 	// the kernel's 128).
 	ReadAheadKB int
 	// ReadAheadChunks is how many chunks past the one being read a
-	// sequential reader has fetched (default 2; 6 for MountSource).
+	// sequential reader has fetched (default 2; 6 for MountSource and for
+	// a store whose large chunks are in S3).
 	ReadAheadChunks int
 	// UnmountGrace is how long Unmount waits for open files to be closed
 	// before it aborts the connection (default 5 s).
@@ -111,6 +112,11 @@ type Server struct {
 // until Unmount. A dead FUSE mount left at dir by a crash is detached
 // first; a live mount at dir is an error.
 func Mount(dir string, st *store.Store, o Options) (*Server, error) {
+	if o.ReadAheadChunks == 0 && st.Location().Type != "dir" {
+		// Large chunks come over the network (S3): each fetch waits on a
+		// round trip, as for MountSource.
+		o.ReadAheadChunks = DefaultRemoteReadAheadChunks
+	}
 	o.defaults()
 	s, dir, err := newServer(dir, st, o)
 	if err != nil {

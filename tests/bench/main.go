@@ -7,6 +7,7 @@
 //	go run ./tests/bench -tools restic -size-scale 0.05 # one tool only
 //	go run ./tests/bench -mount [-runs 3] [-size-scale 0.1] # only the FUSE mount table
 //	go run ./tests/bench -pipeline [-runs 3]                # only the pipeline table (root, containerd, ctr)
+//	go run ./tests/bench -s3 [-runs 3] [-size-scale 1.0]    # only the S3 table (versitygw; root for /pfs and cold caches)
 //
 // Exit status: 0 when the benchmark ran (goals met or not), 1 on any failure
 // (including a restored tree that differs from the data set), 2 on usage
@@ -42,6 +43,7 @@ type config struct {
 	useRestic bool
 	mount     bool // only the mount table
 	pipeline  bool // only the pipeline table
+	s3        bool // only the S3 table
 }
 
 func (c *config) path(name string) string { return filepath.Join(c.work, name) }
@@ -68,6 +70,7 @@ func realMain() int {
 	flag.BoolVar(&cfg.genOnly, "gen-only", false, "only generate the data set and print its file count, bytes and generation time")
 	flag.BoolVar(&cfg.mount, "mount", false, "run only the mount table (strata's FUSE mount vs local disk vs tmpfs; -size-scale scales its 2 GiB file), not the restic comparison")
 	flag.BoolVar(&cfg.pipeline, "pipeline", false, "run only the pipeline table (per-datum overhead vs a container per datum, commit → job latency, one new file in 10,000 datums; needs root, containerd, runc, ctr and busybox), not the restic comparison")
+	flag.BoolVar(&cfg.s3, "s3", false, "run only the S3 table (ingest, restore and a cold /pfs read with chunks in a local VersityGW next to the directory backend; needs versitygw, and root for the mount and cold caches), not the restic comparison")
 	flag.StringVar(&tools, "tools", "strata,restic", "comma-separated tools to benchmark (strata, restic)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./tests/bench [flags]\n\n")
@@ -94,11 +97,11 @@ func realMain() int {
 			return 2
 		}
 	}
-	if cfg.mount && cfg.pipeline {
-		fmt.Fprintln(os.Stderr, "-mount and -pipeline are separate tables; give one")
+	if n := btoi(cfg.mount) + btoi(cfg.pipeline) + btoi(cfg.s3); n > 1 {
+		fmt.Fprintln(os.Stderr, "-mount, -pipeline and -s3 are separate tables; give one")
 		return 2
 	}
-	if cfg.mount || cfg.pipeline {
+	if cfg.mount || cfg.pipeline || cfg.s3 {
 		cfg.useStrata, cfg.useRestic, cfg.genOnly = true, false, false
 	}
 	if cfg.pipeline {
@@ -159,12 +162,21 @@ func realMain() int {
 		run = benchMount
 	case cfg.pipeline:
 		run = benchPipeline
+	case cfg.s3:
+		run = benchS3
 	}
 	if err := run(ctx, &cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "\nFAILED: %v\n", err)
 		if !cfg.keep {
 			fmt.Fprintln(os.Stderr, "(the work dir is removed; rerun with -keep to inspect data, repos and strata-up.log)")
 		}
+		return 1
+	}
+	return 0
+}
+
+func btoi(b bool) int {
+	if b {
 		return 1
 	}
 	return 0

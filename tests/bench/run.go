@@ -120,6 +120,7 @@ type strata struct {
 	dataDir string
 	env     []string
 	logPath string
+	upArgs  []string // more flags for 'strata up'
 
 	cmd     *exec.Cmd
 	logFile *os.File
@@ -158,6 +159,7 @@ func (s *strata) startWith(ctx context.Context, mnt string) error {
 	if mnt != "" {
 		args = []string{"up", "--data", s.dataDir, "--mount", mnt, "--no-pipelines"}
 	}
+	args = append(args, s.upArgs...)
 	cmd := exec.Command(s.bin, args...) // lifetime managed by stop, not ctx
 	cmd.Env = append(os.Environ(), s.env...)
 	cmd.Stdout, cmd.Stderr = lf, lf

@@ -10,6 +10,17 @@
 // branches and their heads) is asked for again once it is older than
 // Options.TTL (250 ms), so a mount follows new commits as the daemon's own
 // /pfs does, a fraction of a second later at most.
+//
+// # Chunks straight from the object store
+//
+// A daemon whose large chunks live in S3 says so (GET /v1/storage). Given
+// Options.Large, a reader with its own access to that bucket, the Source
+// fetches chunks of at least Options.SmallLimit bytes from it and decodes
+// and verifies them with chunk.Decode, as the daemon's chunk store would;
+// only metadata and small chunks (which live in the daemon's database)
+// cross the daemon. If the object store fails a read, that chunk and those
+// of the next minute come through the daemon instead, and the switch is
+// logged.
 package remote
 
 import (
@@ -18,6 +29,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -51,7 +63,28 @@ type Options struct {
 	TTL time.Duration
 	// Timeout bounds each request to the daemon (default 1 minute).
 	Timeout time.Duration
+
+	// Large, if set, returns the stored form of large chunks (those of at
+	// least SmallLimit bytes) straight from where the daemon keeps them;
+	// nil: every chunk comes through the daemon.
+	Large BlobGetter
+	// SmallLimit is the daemon's chunk.Config.SmallLimit (api.Storage).
+	SmallLimit int
+	// Log gets a line when reads switch between Large and the daemon
+	// (default slog.Default()).
+	Log *slog.Logger
 }
+
+// BlobGetter returns a chunk's stored form (what chunk.Backend.Get
+// returns), to be decoded and verified by chunk.Decode. It must be safe
+// for concurrent use.
+type BlobGetter interface {
+	Get(ctx context.Context, id chunk.ID) ([]byte, error)
+}
+
+// largeBackoff is how long chunks come through the daemon after the
+// object store failed a read.
+const largeBackoff = time.Minute
 
 // Source reads a daemon's repos, commits, trees and chunks through its API.
 // It is safe for concurrent use.
@@ -99,6 +132,9 @@ func New(c *api.Client, o Options) *Source {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
 	}
 	s := &Source{
 		c: c, o: o,
@@ -405,6 +441,10 @@ type Stats struct {
 	ChunkHits   int64 // chunks served from the cache
 	ChunkMisses int64 // chunks fetched
 	ChunkBytes  int64 // bytes of chunks cached now
+	// Of the chunks fetched: straight from the object store (Options.Large)
+	// and through the daemon.
+	DirectChunks int64
+	DaemonChunks int64
 }
 
 // Stats returns counts so far.
@@ -414,6 +454,9 @@ func (s *Source) Stats() Stats {
 		ChunkHits:   s.chunks.hits.Load(),
 		ChunkMisses: s.chunks.misses.Load(),
 		ChunkBytes:  s.chunks.lru.bytes(),
+
+		DirectChunks: s.chunks.direct.Load(),
+		DaemonChunks: s.chunks.daemon.Load(),
 	}
 }
 
@@ -426,7 +469,12 @@ type chunkCache struct {
 	mu       sync.Mutex
 	inflight map[chunk.ID]*fetch
 
-	hits, misses atomic.Int64
+	hits, misses   atomic.Int64
+	direct, daemon atomic.Int64
+
+	// largeOff is the time (UnixNano) until which large chunks come
+	// through the daemon, after the object store failed.
+	largeOff atomic.Int64
 }
 
 type fetch struct {
@@ -479,12 +527,37 @@ func (c *chunkCache) Get(ctx context.Context, ref chunk.Ref) ([]byte, error) {
 }
 
 func (c *chunkCache) get(ctx context.Context, ref chunk.Ref) ([]byte, error) {
-	c.s.requests.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, c.s.o.Timeout)
 	defer cancel()
+	if c.s.o.Large != nil && chunk.IsLarge(ref.Size, c.s.o.SmallLimit) && time.Now().UnixNano() >= c.largeOff.Load() {
+		data, err := c.getLarge(ctx, ref)
+		if err == nil {
+			c.direct.Add(1)
+			return data, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("get chunk %s: %w", ref.ID, err)
+		}
+		until := time.Now().Add(largeBackoff).UnixNano()
+		if old := c.largeOff.Load(); old < time.Now().UnixNano() && c.largeOff.CompareAndSwap(old, until) {
+			c.s.o.Log.Warn("reading large chunks through the daemon for a minute: the object store failed", "chunk", ref.ID.String(), "err", err)
+		}
+	}
+	c.s.requests.Add(1)
 	data, err := c.s.c.Chunk(ctx, ref)
 	if err != nil {
 		return nil, fmt.Errorf("get chunk %s: %w", ref.ID, err)
 	}
+	c.daemon.Add(1)
 	return data, nil
+}
+
+// getLarge fetches a chunk's stored form from Options.Large and decodes
+// and verifies it.
+func (c *chunkCache) getLarge(ctx context.Context, ref chunk.Ref) ([]byte, error) {
+	blob, err := c.s.o.Large.Get(ctx, ref.ID)
+	if err != nil {
+		return nil, err
+	}
+	return chunk.Decode(ref, blob)
 }

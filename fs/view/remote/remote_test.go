@@ -12,11 +12,15 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/strata-data/strata/api"
+	"github.com/strata-data/strata/chunk"
 	"github.com/strata-data/strata/fs/view"
 	"github.com/strata-data/strata/fs/view/remote"
 	"github.com/strata-data/strata/meta"
@@ -230,4 +234,102 @@ func TestChunkCache(t *testing.T) {
 	if n, st := big.chunks.Load(), big.src.Stats(); n != st.ChunkMisses || st.ChunkHits == 0 {
 		t.Errorf("with room for the file: %d chunk requests, stats %+v; want the second read from the cache", n, st)
 	}
+}
+
+// objectStore stands in for the daemon's S3 bucket: it serves the stored
+// form of chunks from the data dir's chunk directory.
+type objectStore struct {
+	dir   chunk.Backend
+	gets  atomic.Int64
+	fail  atomic.Bool
+	flip  atomic.Bool // damage what it returns
+	mu    sync.Mutex
+	small []chunk.ID // asked for a chunk below the small limit
+}
+
+func (o *objectStore) Get(ctx context.Context, id chunk.ID) ([]byte, error) {
+	o.gets.Add(1)
+	if o.fail.Load() {
+		return nil, errors.New("S3 refused")
+	}
+	b, err := o.dir.Get(ctx, id)
+	if err != nil {
+		o.mu.Lock()
+		o.small = append(o.small, id)
+		o.mu.Unlock()
+		return nil, err
+	}
+	if o.flip.Load() {
+		b[len(b)/2] ^= 1
+	}
+	return b, nil
+}
+
+// TestLargeDirect: with Options.Large, large chunks come from the object
+// store and only small ones through the daemon; when the object store
+// fails or returns damaged bytes, reads still succeed through the daemon,
+// and the switch is logged once.
+func TestLargeDirect(t *testing.T) {
+	obj := &objectStore{}
+	var logBuf syncBuffer
+	e := newEnv(t, remote.Options{Large: obj, SmallLimit: chunk.DefaultSmallLimit, ChunkCache: -1,
+		Log: slog.New(slog.NewTextHandler(&logBuf, nil))})
+	dir, err := chunk.NewDir(filepath.Join(e.st.Dir(), "chunks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj.dir = dir
+
+	b, err := fs.ReadFile(e.remote, "data/dir/sub/big.bin")
+	if err != nil || !bytes.Equal(b, e.big) {
+		t.Fatalf("read big.bin: %d bytes, %v", len(b), err)
+	}
+	st := e.src.Stats()
+	if n := e.chunks.Load(); n != 0 || st.DirectChunks < 2 || st.DaemonChunks != 0 {
+		t.Errorf("12 MiB: %d chunk requests to the daemon, stats %+v; want every chunk from the object store", n, st)
+	}
+	if b, err := fs.ReadFile(e.remote, "data/a.txt"); err != nil || string(b) != "hello\n" {
+		t.Fatalf("read a.txt: %q, %v", b, err)
+	}
+	if n := e.chunks.Load(); n != 1 || len(obj.small) != 0 {
+		t.Errorf("a small file: %d chunk requests to the daemon, object store asked for %d small chunks; want 1 and 0", n, len(obj.small))
+	}
+	if logBuf.String() != "" {
+		t.Errorf("logged while the object store worked: %s", logBuf.String())
+	}
+
+	obj.flip.Store(true)
+	gets := obj.gets.Load()
+	b, err = fs.ReadFile(e.remote, "data/dir/sub/big.bin")
+	if err != nil || !bytes.Equal(b, e.big) {
+		t.Fatalf("read big.bin with damaged objects: %d bytes, %v", len(b), err)
+	}
+	// Reads in flight when the first one failed may still try the object
+	// store; later ones go to the daemon for a minute.
+	if more := obj.gets.Load() - gets; more >= st.DirectChunks {
+		t.Errorf("after a damaged object, %d more object store reads of %d chunks; want the rest through the daemon", more, st.DirectChunks)
+	}
+	if st := e.src.Stats(); st.DaemonChunks < 2 {
+		t.Errorf("stats %+v: want the chunks through the daemon", st)
+	}
+	if n := strings.Count(logBuf.String(), "through the daemon"); n != 1 {
+		t.Errorf("%d log lines about the switch, want 1:\n%s", n, logBuf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
