@@ -47,6 +47,12 @@ type DB struct {
 	watch   chan struct{}
 
 	nodes *nodeCache
+
+	// built holds the roots ApplyTree made and when: a tree built for a
+	// pin or a commit is unreferenced until its owner writes that, and gc
+	// (SweepNodes) treats recent ones as roots so that moment is safe.
+	builtMu sync.Mutex
+	built   map[Hash]time.Time
 }
 
 // Open opens (creating if needed) the database in dir.

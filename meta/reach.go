@@ -3,6 +3,7 @@ package meta
 import (
 	"crypto/sha256"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -94,10 +95,12 @@ func (db *DB) verifiedNode(h Hash) (*node, error) {
 	return decodeNode(buf)
 }
 
-// SweepNodes deletes every tree node that no commit reaches. mark is called
-// with each commit's root and a visit function to call for every reachable
-// node (returning false when already seen). Writers wait while it runs.
-func (db *DB) SweepNodes(mark func(root Hash, visit func(Hash) bool) error) (int, error) {
+// SweepNodes deletes every tree node that no commit or pin reaches, nor a
+// tree ApplyTree (BuildTree) made at or after keepBuiltSince: such a tree
+// is on its way to the pin or commit that will own it. mark is called
+// with each root and a visit function to call for every reachable node
+// (returning false when already seen). Writers wait while it runs.
+func (db *DB) SweepNodes(keepBuiltSince time.Time, mark func(root Hash, visit func(Hash) bool) error) (int, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	live := map[Hash]bool{EmptyTree: true}
@@ -112,6 +115,9 @@ func (db *DB) SweepNodes(mark func(root Hash, visit func(Hash) bool) error) (int
 		return 0, err
 	}
 	if err := db.Pins(func(_ string, root Hash) error { return mark(root, visit) }); err != nil {
+		return 0, err
+	}
+	if err := db.builtSince(keepBuiltSince, func(root Hash) error { return mark(root, visit) }); err != nil {
 		return 0, err
 	}
 	b := db.pdb.NewBatch()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -162,7 +163,50 @@ func (db *DB) ApplyTree(base Hash, cs []Change) (Hash, error) {
 	for h, n := range w.nodes {
 		db.nodes.add(h, n)
 	}
+	db.noteBuilt(root)
 	return root, nil
+}
+
+// builtKept bounds how long noteBuilt remembers a root, whatever gc's
+// grace: an owner pins or commits a tree within seconds of building it.
+const builtKept = 24 * time.Hour
+
+func (db *DB) noteBuilt(root Hash) {
+	if root == EmptyTree {
+		return
+	}
+	now := time.Now()
+	db.builtMu.Lock()
+	defer db.builtMu.Unlock()
+	if db.built == nil {
+		db.built = make(map[Hash]time.Time)
+	}
+	if len(db.built) >= 4096 && len(db.built)%4096 == 0 {
+		for h, t := range db.built {
+			if now.Sub(t) > builtKept {
+				delete(db.built, h)
+			}
+		}
+	}
+	db.built[root] = now
+}
+
+// builtSince calls fn with every root ApplyTree made at or after t.
+func (db *DB) builtSince(t time.Time, fn func(Hash) error) error {
+	db.builtMu.Lock()
+	var roots []Hash
+	for h, at := range db.built {
+		if !at.Before(t) {
+			roots = append(roots, h)
+		}
+	}
+	db.builtMu.Unlock()
+	for _, h := range roots {
+		if err := fn(h); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // TreeStats returns the total size and file count of the tree at root.

@@ -3,6 +3,7 @@ package meta
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/strata-data/strata/chunk"
 )
@@ -45,7 +46,7 @@ func TestRecordsAndPins(t *testing.T) {
 	mark := func(r Hash, visit func(Hash) bool) error {
 		return db.Reachable(r, visit, func(string, chunk.Ref) {}, func(string, error) {})
 	}
-	if _, err := db.SweepNodes(mark); err != nil {
+	if _, err := db.SweepNodes(time.Now(), mark); err != nil {
 		t.Fatal(err)
 	}
 	if e, err := db.Lookup(root, "/x/y"); err != nil || e.Size != 1 {
@@ -54,8 +55,17 @@ func TestRecordsAndPins(t *testing.T) {
 	rb = db.NewRecordBatch()
 	rb.UnpinPrefix("p/")
 	rb.Commit(true)
+	// Unpinned, it survives a sweep that keeps trees built since before
+	// it was built (its owner may be about to pin it), not a later one.
+	if n, err := db.SweepNodes(time.Now().Add(-time.Hour), mark); err != nil || n != 0 {
+		t.Fatalf("sweep keeping recent trees removed %d nodes: %v", n, err)
+	}
 	db.nodes = newNodeCache(16) // forget cached nodes
-	if n, err := db.SweepNodes(mark); err != nil || n == 0 {
+	if e, err := db.Lookup(root, "/x/y"); err != nil || e.Size != 1 {
+		t.Fatalf("recently built tree after sweep: %v %v", e, err)
+	}
+	db.nodes = newNodeCache(16)
+	if n, err := db.SweepNodes(time.Now(), mark); err != nil || n == 0 {
 		t.Fatalf("sweep after unpin removed %d nodes: %v", n, err)
 	}
 	if _, err := db.Lookup(root, "/x/y"); err == nil {

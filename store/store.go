@@ -647,13 +647,17 @@ type GCResult struct {
 // it, so a put that is still running never loses a chunk it just wrote.
 const DefaultGrace = time.Hour
 
-// GC deletes chunks and tree nodes that no commit (open or finished)
-// references. Chunks younger than grace are kept.
+// GC deletes chunks and tree nodes that no commit (open or finished) or
+// pin references. Chunks younger than grace are kept, and so are trees
+// built (meta.DB.BuildTree) less than grace ago, with their chunks.
 func (s *Store) GC(ctx context.Context, grace time.Duration) (*GCResult, error) {
 	s.writes.Lock()
 	defer s.writes.Unlock()
 	live := make(map[chunk.ID]struct{})
-	nodes, err := s.Meta.SweepNodes(func(root meta.Hash, visit func(meta.Hash) bool) error {
+	// Trees built within the grace period (a datum's output or view on
+	// its way to a pin, a job's merged output on its way to a commit) are
+	// kept with their chunks, as young chunks are.
+	nodes, err := s.Meta.SweepNodes(time.Now().Add(-grace), func(root meta.Hash, visit func(meta.Hash) bool) error {
 		return s.Meta.Reachable(root, visit, func(_ string, r chunk.Ref) { live[r.ID] = struct{}{} }, nil)
 	})
 	if err != nil {
