@@ -53,8 +53,9 @@ const DefaultS3CacheBytes = 4 << 30
 
 // openLarge opens the backend for large chunks that o asks for, after
 // checking it against the one the data dir records (recording it for a
-// new data dir).
-func openLarge(dir string, db *meta.DB, o Options) (chunk.Backend, Location, error) {
+// new data dir). A data dir made before backends were recorded (not
+// fresh, no record) has its large chunks in DATA/chunks.
+func openLarge(dir string, db *meta.DB, o Options, fresh bool) (chunk.Backend, Location, error) {
 	want := backendRecord{Type: "dir"}
 	var cfg s3.Config
 	if o.Chunks != "" && o.Chunks != "dir" {
@@ -78,6 +79,12 @@ func openLarge(dir string, db *meta.DB, o Options) (chunk.Backend, Location, err
 	var have backendRecord
 	record := false
 	switch err := db.GetConfig("chunk-backend", &have); {
+	case errors.Is(err, fs.ErrNotExist) && !fresh:
+		have, record = backendRecord{Type: "dir"}, true
+		if have != want {
+			return nil, Location{}, fmt.Errorf("its large chunks are in %s, not %s; start with --store %s: %w",
+				have, want, storeFlag(have), meta.ErrInvalid)
+		}
 	case errors.Is(err, fs.ErrNotExist):
 		record = true // once the backend opens, so a typo is not recorded
 	case err != nil:

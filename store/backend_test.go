@@ -10,6 +10,34 @@ import (
 	"github.com/strata-data/strata/chunk/s3/s3test"
 )
 
+// A data dir from before backends were recorded keeps its chunks in
+// DATA/chunks: it refuses an S3 store rather than look for them there.
+func TestBackendUnrecordedIsDir(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As an older strata left it: no "chunk-backend" config record.
+	if err := s.Meta.Pebble().Delete([]byte("mchunk-backend"), nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	_, err = Open(dir, Options{Chunks: "s3://bkt/prefix?endpoint=127.0.0.1:1&insecure=1"})
+	if !errors.Is(err, fs.ErrInvalid) || !strings.Contains(err.Error(), "large chunks are in dir (DATA/chunks)") {
+		t.Fatalf("opening an unrecorded data dir with an S3 store: %v", err)
+	}
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec backendRecord
+	if err := s.Meta.GetConfig("chunk-backend", &rec); err != nil || rec.Type != "dir" {
+		t.Errorf("record after reopening: %+v, %v; want dir", rec, err)
+	}
+	s.Close()
+}
+
 func TestBackendRecorded(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(dir, Options{})

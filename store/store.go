@@ -64,8 +64,10 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}
 	var cfg chunk.Config
+	fresh := false // a new data dir, which may choose its chunk backend
 	switch err := db.GetConfig("chunk", &cfg); {
 	case errors.Is(err, fs.ErrNotExist):
+		fresh = true
 		if cfg, err = chunk.NewConfig(); err != nil {
 			db.Close()
 			return nil, err
@@ -78,7 +80,7 @@ func Open(dir string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("read chunk config: %w", err)
 	}
-	large, loc, err := openLarge(dir, db, o)
+	large, loc, err := openLarge(dir, db, o, fresh)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
