@@ -53,3 +53,15 @@ type Toucher interface {
 type Syncer interface {
 	Sync(ctx context.Context) error
 }
+
+// Cache is implemented by backends that keep local copies of blobs held
+// elsewhere (a cache in front of S3). The Store verifies every blob it
+// reads; when a copy fails that check it calls Evict and reads the blob
+// once more, so a copy damaged on the local disk (a crash mid-write, a
+// bad sector) heals from the source instead of failing every read.
+// Origin returns the backend behind the cache: fsck verifies that, not
+// the copies.
+type Cache interface {
+	Evict(ctx context.Context, id ID) error
+	Origin() Backend
+}

@@ -154,11 +154,23 @@ func (s *Store) put(ctx context.Context, b []byte) (Ref, error) {
 // Get returns the plaintext of the chunk ref names, verified against the
 // ID. ref.Size routes to the small or large backend and must be right.
 func (s *Store) Get(ctx context.Context, ref Ref) ([]byte, error) {
-	blob, err := s.backend(int(ref.Size)).Get(ctx, ref.ID)
+	be := s.backend(int(ref.Size))
+	blob, err := be.Get(ctx, ref.ID)
 	if err != nil {
 		return nil, fmt.Errorf("get chunk %s: %w", ref.ID, err)
 	}
-	return Decode(ref, blob)
+	data, err := Decode(ref, blob)
+	if c, ok := be.(Cache); ok && errors.Is(err, ErrCorrupt) {
+		// A damaged local copy: drop it and read the source once more.
+		if eerr := c.Evict(ctx, ref.ID); eerr != nil {
+			return nil, err
+		}
+		if blob, err = be.Get(ctx, ref.ID); err != nil {
+			return nil, fmt.Errorf("get chunk %s: %w", ref.ID, err)
+		}
+		data, err = Decode(ref, blob)
+	}
+	return data, err
 }
 
 // Decode returns the plaintext of blob, the stored form of ref's chunk as
@@ -209,6 +221,9 @@ func (s *Store) Sync(ctx context.Context) error {
 func (s *Store) Verify(ctx context.Context, fn func(id ID, err error)) error {
 	var mu sync.Mutex
 	for _, be := range s.backends() {
+		if c, ok := be.(Cache); ok {
+			be = c.Origin() // check what is stored, not local copies
+		}
 		ids := make(chan ID)
 		var wg sync.WaitGroup
 		for range cap(s.work) {

@@ -30,7 +30,17 @@ type Cached struct {
 var (
 	_ chunk.Backend = (*Cached)(nil)
 	_ chunk.Toucher = (*Cached)(nil)
+	_ chunk.Cache   = (*Cached)(nil)
 )
+
+// Evict drops the local copy of id, if any; the next Get reads S3.
+func (c *Cached) Evict(ctx context.Context, id chunk.ID) error {
+	c.drop(c.path(id))
+	return nil
+}
+
+// Origin is the bucket behind the cache.
+func (c *Cached) Origin() chunk.Backend { return c.Backend }
 
 // NewCached wraps b with a cache of at most maxBytes under dir.
 func NewCached(b *Backend, dir string, maxBytes int64) (*Cached, error) {
@@ -80,6 +90,8 @@ func (c *Cached) Delete(ctx context.Context, id chunk.ID) error {
 	return c.Backend.Delete(ctx, id)
 }
 
+// add keeps a copy of a chunk. It is not synced: a copy a crash damaged
+// fails the Store's hash check, which evicts it (chunk.Cache).
 func (c *Cached) add(id chunk.ID, data []byte) {
 	if int64(len(data)) > c.max/4 {
 		return

@@ -1,9 +1,12 @@
 package s3_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -146,5 +149,56 @@ func TestParseURL(t *testing.T) {
 		if _, err := s3.ParseURL(bad); err == nil {
 			t.Errorf("ParseURL(%q) succeeded", bad)
 		}
+	}
+}
+
+// A cached copy damaged on the local disk (a crash mid-write) heals from
+// S3 at the next read, and fsck checks the bucket, not the copies.
+func TestCacheHeals(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := context.Background()
+	b, err := s3.New(ctx, config(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "cache")
+	c, err := s3.NewCached(b, dir, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := chunk.NewConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := chunk.NewStore(cfg, chunk.NewMem(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 1<<20)
+	rand.NewChaCha8([32]byte{7}).Read(data)
+	ref, err := st.Put(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyPath := filepath.Join(dir, ref.ID.String()[:2], ref.ID.String())
+	if err := os.Truncate(copyPath, 100); err != nil {
+		t.Fatalf("the put left no cached copy: %v", err)
+	}
+	got, err := st.Get(ctx, ref)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get over a damaged copy: %d bytes, %v", len(got), err)
+	}
+	if fi, err := os.Stat(copyPath); err == nil && fi.Size() == 100 {
+		t.Errorf("the damaged copy is still cached after the heal")
+	}
+	// fsck reads the bucket: a damaged copy is not a fault there.
+	os.Truncate(copyPath, 100)
+	faults := 0
+	if err := st.Verify(ctx, func(id chunk.ID, err error) {
+		if err != nil {
+			faults++
+		}
+	}); err != nil || faults != 0 {
+		t.Fatalf("Verify with a damaged cached copy: %d faults, %v", faults, err)
 	}
 }
