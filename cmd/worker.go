@@ -19,6 +19,8 @@ type workerOptions struct {
 	dir        string
 	containerd string
 	cacheMB    int64
+	s3Endpoint string
+	s3Region   string
 }
 
 func workerCmd(g *globals) *cobra.Command {
@@ -31,7 +33,9 @@ func workerCmd(g *globals) *cobra.Command {
 one under DIR/containerd unless --containerd), with the same /pfs a local
 worker sees (read through the API, mounted under DIR/pfs), and send back
 the datum's logs and /pfs/out. Images are copied from the daemon the first
-time a pipeline needs them.
+time a pipeline needs them. When the daemon keeps its large chunks in S3
+and AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set here, input chunks
+are read straight from the bucket; otherwise through the daemon.
 
   strata worker --server http://daemon-host:7070 --token TOKEN --slots 4
 
@@ -50,6 +54,8 @@ Needs root, FUSE, containerd and runc.`,
 	c.Flags().StringVar(&o.dir, "dir", daemon.DefaultWorkerDir, "state directory (containerd, views, outputs)")
 	c.Flags().StringVar(&o.containerd, "containerd", "", "`ADDRESS` of a running containerd (default: start a private one under DIR/containerd)")
 	c.Flags().Int64Var(&o.cacheMB, "cache-mb", remote.DefaultChunkCache>>20, "MiB of input chunks kept in memory")
+	c.Flags().StringVar(&o.s3Endpoint, "s3-endpoint", "", "with the daemon's chunks in S3 and AWS_* credentials here: reach the bucket at this `URL` (default: the daemon's endpoint)")
+	c.Flags().StringVar(&o.s3Region, "s3-region", "", "with the daemon's chunks in S3: the bucket's region (default: the daemon's)")
 	return c
 }
 
@@ -77,5 +83,5 @@ func runWorker(ctx context.Context, g *globals, o *workerOptions) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	return daemon.RunWorker(ctx, daemon.WorkerOptions{Client: cl, Name: o.name, Slots: o.slots, Dir: o.dir,
-		Containerd: o.containerd, ChunkCache: cache, Log: log})
+		Containerd: o.containerd, ChunkCache: cache, S3Endpoint: o.s3Endpoint, S3Region: o.s3Region, Log: log})
 }

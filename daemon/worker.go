@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/strata-data/strata/api"
 	"github.com/strata-data/strata/fs/mount"
@@ -36,7 +37,11 @@ type WorkerOptions struct {
 	// ChunkCache is the bytes of chunks kept in memory (see
 	// remote.Options.ChunkCache).
 	ChunkCache int64
-	Log        *slog.Logger
+	// S3Endpoint and S3Region override where the daemon says its S3
+	// bucket is, for reading large input chunks straight from it (with
+	// AWS_* credentials; see remote.OpenObjectStore).
+	S3Endpoint, S3Region string
+	Log                  *slog.Logger
 }
 
 // RunWorker runs a remote worker (package pipeline/worker) against the
@@ -68,7 +73,20 @@ func RunWorker(ctx context.Context, o WorkerOptions) error {
 	if _, err := lr.get(ctx); err != nil {
 		return fmt.Errorf("worker %s: %w", o.Name, err)
 	}
-	src := remote.New(o.Client, remote.Options{ChunkCache: o.ChunkCache})
+	ro := remote.Options{ChunkCache: o.ChunkCache, Log: log}
+	// Large input chunks straight from the object store when the daemon's
+	// chunks are in one and this host has credentials, as strata mount
+	// --server does; through the daemon otherwise.
+	if st, err := o.Client.Storage(ctx); err != nil {
+		log.Info("reading every input chunk through the daemon: it does not say where its chunks live", "err", err)
+	} else {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		large, msg := remote.OpenObjectStore(octx, st, remote.ObjectStoreOptions{Endpoint: o.S3Endpoint, Region: o.S3Region})
+		cancel()
+		log.Info(msg)
+		ro.Large, ro.SmallLimit = large, st.SmallLimit
+	}
+	src := remote.New(o.Client, ro)
 	return remoteworker.Run(ctx, remoteworker.Options{
 		Daemon: o.Client, Name: o.Name, Slots: o.Slots, Dir: dir,
 		Exec: workerExecutor{lr}, Images: workerImages{images{lr}},
