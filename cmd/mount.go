@@ -113,15 +113,7 @@ func runRemoteMount(ctx context.Context, g *globals, o *mountOptions, addr, dir 
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ro := remote.Options{ChunkCache: cache, Log: log}
-	if st, err := cl.Storage(ctx); err != nil {
-		log.Info("reading every chunk through the daemon: it does not say where its chunks live", "err", err)
-	} else {
-		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		large, msg := remote.OpenObjectStore(octx, st, remote.ObjectStoreOptions{Endpoint: o.s3Endpoint, Region: o.s3Region})
-		cancel()
-		log.Info(msg)
-		ro.Large, ro.SmallLimit = large, st.SmallLimit
-	}
+	log.Info(remote.UseObjectStore(ctx, cl, &ro, remote.ObjectStoreOptions{Endpoint: o.s3Endpoint, Region: o.s3Region}))
 	src := remote.New(cl, ro)
 	err = mount.RunSource(ctx, src, dir, mount.Options{})
 	s := src.Stats()

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/strata-data/strata/api"
 	"github.com/strata-data/strata/fs/mount"
@@ -77,15 +76,7 @@ func RunWorker(ctx context.Context, o WorkerOptions) error {
 	// Large input chunks straight from the object store when the daemon's
 	// chunks are in one and this host has credentials, as strata mount
 	// --server does; through the daemon otherwise.
-	if st, err := o.Client.Storage(ctx); err != nil {
-		log.Info("reading every input chunk through the daemon: it does not say where its chunks live", "err", err)
-	} else {
-		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		large, msg := remote.OpenObjectStore(octx, st, remote.ObjectStoreOptions{Endpoint: o.S3Endpoint, Region: o.S3Region})
-		cancel()
-		log.Info(msg)
-		ro.Large, ro.SmallLimit = large, st.SmallLimit
-	}
+	log.Info(remote.UseObjectStore(ctx, o.Client, &ro, remote.ObjectStoreOptions{Endpoint: o.S3Endpoint, Region: o.S3Region}))
 	src := remote.New(o.Client, ro)
 	return remoteworker.Run(ctx, remoteworker.Options{
 		Daemon: o.Client, Name: o.Name, Slots: o.Slots, Dir: dir,

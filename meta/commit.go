@@ -319,19 +319,9 @@ func (db *DB) applyLocked(c *Commit, cs []Change, b *pebble.Batch) (int, error) 
 }
 
 // Apply applies changes to the open commit named by ref (a branch with an
-// open head, or an open commit's ID), in one atomic batch.
+// open head, or an open commit's ID), in one atomic, synced batch.
 func (db *DB) Apply(repo, ref string, cs []Change) (*Commit, error) {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	c, err := db.Resolve(repo, ref)
-	if err != nil {
-		return nil, err
-	}
-	b := db.pdb.NewBatch()
-	if _, err := db.applyLocked(c, cs, b); err != nil {
-		return nil, err
-	}
-	return c, db.commit(b)
+	return db.apply(repo, ref, cs, pebble.Sync)
 }
 
 // ApplyNoSync is Apply without waiting for the disk: the batch is written
@@ -341,6 +331,10 @@ func (db *DB) Apply(repo, ref string, cs []Change) (*Commit, error) {
 // durable too. Chunks the changes refer to must be durable before that
 // synced write; as for Apply, small chunks are (they are in the same log).
 func (db *DB) ApplyNoSync(repo, ref string, cs []Change) (*Commit, error) {
+	return db.apply(repo, ref, cs, pebble.NoSync)
+}
+
+func (db *DB) apply(repo, ref string, cs []Change, wo *pebble.WriteOptions) (*Commit, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	c, err := db.Resolve(repo, ref)
@@ -351,7 +345,7 @@ func (db *DB) ApplyNoSync(repo, ref string, cs []Change) (*Commit, error) {
 	if _, err := db.applyLocked(c, cs, b); err != nil {
 		return nil, err
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := b.Commit(wo); err != nil {
 		return nil, fmt.Errorf("write metadata: %w", err)
 	}
 	db.notify()

@@ -52,3 +52,20 @@ func OpenObjectStore(ctx context.Context, st *api.Storage, o ObjectStoreOptions)
 	c := b.Config()
 	return b, fmt.Sprintf("reading large chunks from %s at %s, small ones and metadata through the daemon", c.URL(), c.Endpoint)
 }
+
+// UseObjectStore asks the daemon behind c where its large chunks live
+// and, where this host can read them itself (OpenObjectStore), sets
+// o.Large and o.SmallLimit. It returns the line saying where chunks will
+// come from. It does not fail: without the bucket, every chunk comes
+// through the daemon.
+func UseObjectStore(ctx context.Context, c *api.Client, o *Options, oo ObjectStoreOptions) string {
+	st, err := c.Storage(ctx)
+	if err != nil {
+		return "reading every chunk through the daemon: it does not say where its chunks live (" + err.Error() + ")"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	large, msg := OpenObjectStore(ctx, st, oo)
+	o.Large, o.SmallLimit = large, st.SmallLimit
+	return msg
+}
