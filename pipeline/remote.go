@@ -200,9 +200,10 @@ func (h *hub) end(t *task, e taskEnd) bool {
 }
 
 // taskLocked returns the task id if worker holds it; h.mu must be held.
+// An empty worker holds nothing.
 func (h *hub) taskLocked(worker, id string) (*task, error) {
 	t := h.tasks[id]
-	if t == nil || (worker != "" && t.worker != worker) {
+	if t == nil || worker == "" || t.worker != worker {
 		return nil, fmt.Errorf("task %s is no longer this worker's (its lease ran out, its job ended, or another worker runs the datum): %w", id, store.ErrStale)
 	}
 	return t, nil
