@@ -60,13 +60,62 @@ type claim struct {
 type task struct {
 	api.Task
 	worker string
-	log    *os.File
-	logw   *syncWriter
+	logw   *taskLog
 
 	// Under hub.mu:
 	output *api.TaskOutput
 	ended  bool
 	end    chan taskEnd // receives exactly one end
+}
+
+// taskLog is a task's datum log. The daemon writes its own lines with
+// Write until close; a worker's appends go through workerWriter, which
+// refuses them once the task has ended.
+type taskLog struct {
+	mu     sync.Mutex
+	f      *os.File
+	closed bool
+}
+
+func (l *taskLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, fmt.Errorf("datum log: %w", os.ErrClosed)
+	}
+	return l.f.Write(p)
+}
+
+func (l *taskLog) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	return l.f.Close()
+}
+
+// workerWriter appends a worker's piece of log to t's, piece by piece,
+// checking each time that the task is still running: an append that is
+// under way when the task ends (its lease ran out, its job ended) stops
+// with store.ErrStale rather than writing after the daemon's last line or
+// into a closed file.
+type workerWriter struct {
+	h *hub
+	t *task
+}
+
+func (w workerWriter) Write(p []byte) (int, error) {
+	w.h.mu.Lock()
+	ended := w.t.ended
+	w.h.mu.Unlock()
+	if ended {
+		return 0, w.h.staleErr(w.t.ID)
+	}
+	w.t.logw.mu.Lock()
+	defer w.t.logw.mu.Unlock()
+	if w.t.logw.closed {
+		return 0, w.h.staleErr(w.t.ID)
+	}
+	return w.t.logw.f.Write(p)
 }
 
 // taskEnd is how a task ended: a worker's result, or expired (lease ran
@@ -204,9 +253,13 @@ func (h *hub) end(t *task, e taskEnd) bool {
 func (h *hub) taskLocked(worker, id string) (*task, error) {
 	t := h.tasks[id]
 	if t == nil || worker == "" || t.worker != worker {
-		return nil, fmt.Errorf("task %s is no longer this worker's (its lease ran out, its job ended, or another worker runs the datum): %w", id, store.ErrStale)
+		return nil, h.staleErr(id)
 	}
 	return t, nil
+}
+
+func (h *hub) staleErr(id string) error {
+	return fmt.Errorf("task %s is no longer this worker's (its lease ran out, its job ended, or another worker runs the datum): %w", id, store.ErrStale)
 }
 
 // expire ends the tasks whose lease has run out, until ctx ends.
@@ -263,7 +316,7 @@ func (c *Controller) AppendTaskLog(ctx context.Context, worker, id string, r io.
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(t.logw, r)
+	_, err = io.Copy(workerWriter{h: c.hub, t: t}, r)
 	return err
 }
 
@@ -443,14 +496,15 @@ func (c *Controller) newTask(p *pipelineRec, j *jobRec, d *datum.Datum) (*task, 
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
 		return nil, err
 	}
-	if t.log, err = os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
 		return nil, err
 	}
-	t.logw = &syncWriter{w: t.log}
+	t.logw = &taskLog{f: f}
 	rb := c.db.NewRecordBatch()
 	rb.Pin(pinSlot+"task/"+t.ID, view)
 	if _, err := rb.Commit(false); err != nil {
-		t.log.Close()
+		t.logw.close()
 		return nil, err
 	}
 	return t, nil
@@ -462,7 +516,7 @@ func (c *Controller) closeTask(t *task) {
 	if _, err := rb.Commit(false); err != nil {
 		c.log.Error("unpin a task's view", "task", t.ID, "err", err)
 	}
-	t.log.Close()
+	t.logw.close()
 }
 
 // awaitTask follows a task handed to a remote worker to its end and

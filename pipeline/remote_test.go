@@ -307,3 +307,47 @@ func TestRemoteClaimTimesOut(t *testing.T) {
 		t.Errorf("claim without a name: %v, want ErrInvalid", err)
 	}
 }
+
+// A log append under way when its task ends is refused as stale, not
+// written into the closed log.
+func TestRemoteLateLogIsStale(t *testing.T) {
+	c, cl, _, _ := remoteSetup(t, 5*time.Second, 2)
+	ctx := context.Background()
+	if _, err := c.CreatePipelines(ctx, []byte(remoteSpec), false, false); err != nil {
+		t.Fatal(err)
+	}
+	task, err := cl.ClaimTask(ctx, api.ClaimRequest{Worker: "w-0", Wait: 5 * time.Second})
+	if err != nil || task == nil {
+		t.Fatalf("claim: %+v, %v", task, err)
+	}
+	pr, pw := io.Pipe()
+	appended := make(chan error, 1)
+	go func() { appended <- cl.AppendTaskLog(ctx, "w-0", task.ID, pr) }()
+	pw.Write([]byte("first piece\n"))
+	// The append has passed its check once its first piece is in the log.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var logs bytes.Buffer
+		c.Logs(ctx, api.LogQuery{Pipeline: "p", Job: task.Job, Datum: task.Datum}, &logs)
+		if strings.Contains(logs.String(), "first piece") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first piece never reached the log:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cl.FinishTask(ctx, task.ID, api.TaskResult{Worker: "w-0", State: api.TaskFailure, Error: "exit status 1", Tries: 1}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.WaitJob(wctx, task.Job); err != nil {
+		t.Fatal(err)
+	}
+	pw.Write([]byte("late piece\n"))
+	pw.Close()
+	if err := <-appended; !errors.Is(err, store.ErrStale) {
+		t.Errorf("an append that outlived its task: %v, want ErrStale", err)
+	}
+}
