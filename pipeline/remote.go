@@ -262,7 +262,13 @@ func (h *hub) staleErr(id string) error {
 	return fmt.Errorf("task %s is no longer this worker's (its lease ran out, its job ended, or another worker runs the datum): %w", id, store.ErrStale)
 }
 
-// expire ends the tasks whose lease has run out, until ctx ends.
+// seenLeases is how many leases a worker is listed after it was last
+// heard from; expire then forgets it (pods get a new name each time they
+// start, so names would otherwise pile up).
+const seenLeases = 3
+
+// expire ends the tasks whose lease has run out, and forgets the workers
+// not heard from for seenLeases leases, until ctx ends.
 func (h *hub) expire(ctx context.Context) {
 	tick := time.NewTicker(max(h.lease/10, 20*time.Millisecond))
 	defer tick.Stop()
@@ -275,6 +281,14 @@ func (h *hub) expire(ctx context.Context) {
 			for _, t := range h.tasks {
 				if now.After(t.LeaseExpires) {
 					h.endLocked(t, taskEnd{res: api.TaskResult{State: taskExpired}})
+				}
+			}
+			for _, cl := range h.waiters {
+				h.seen[cl.worker] = now // a worker in a long claim is here
+			}
+			for name, at := range h.seen {
+				if now.Sub(at) > seenLeases*h.lease {
+					delete(h.seen, name)
 				}
 			}
 			h.mu.Unlock()
@@ -363,7 +377,7 @@ func (c *Controller) ListWorkers(ctx context.Context) ([]*api.RemoteWorker, erro
 	defer h.mu.Unlock()
 	byName := map[string]*api.RemoteWorker{}
 	for name, at := range h.seen {
-		if time.Since(at) < 3*h.lease {
+		if time.Since(at) < seenLeases*h.lease {
 			byName[name] = &api.RemoteWorker{Name: name, LastSeen: at.UTC()}
 		}
 	}

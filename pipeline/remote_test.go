@@ -351,3 +351,36 @@ func TestRemoteLateLogIsStale(t *testing.T) {
 		t.Errorf("an append that outlived its task: %v, want ErrStale", err)
 	}
 }
+
+// The hub forgets workers it has not heard from for a few leases, but
+// not one that waits in a claim.
+func TestRemoteSeenPruned(t *testing.T) {
+	c, cl, _, _ := remoteSetup(t, 100*time.Millisecond, 0)
+	ctx := context.Background()
+	for _, w := range []string{"gone-0", "gone-1"} {
+		if _, err := cl.ClaimTask(ctx, api.ClaimRequest{Worker: w, Wait: 10 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := cl.ClaimTask(ctx, api.ClaimRequest{Worker: "waits-0", Wait: 2 * time.Second})
+		waiting <- err
+	}()
+	time.Sleep(time.Second)
+	c.hub.mu.Lock()
+	var names []string
+	for name := range c.hub.seen {
+		names = append(names, name)
+	}
+	c.hub.mu.Unlock()
+	if len(names) != 1 || names[0] != "waits-0" {
+		t.Errorf("the hub remembers %v; want waits-0 only", names)
+	}
+	if ws, err := cl.ListWorkers(ctx); err != nil || len(ws) != 1 || ws[0].Name != "waits-0" {
+		t.Errorf("workers: %+v, %v; want waits-0, which waits in a claim", ws, err)
+	}
+	if err := <-waiting; err != nil {
+		t.Fatal(err)
+	}
+}
