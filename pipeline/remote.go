@@ -29,9 +29,11 @@ import (
 // heartbeat.
 const DefaultLease = 10 * time.Second
 
-// maxLost is how many leases of one datum may run out in a job before the
+// maxLost is how many times remote workers may lose one datum in a job
+// (its lease ran out, or a worker gave it back with Fault set) before the
 // datum fails: a datum that kills every worker it runs on must not go
-// round for ever.
+// round for ever. A worker that gives a datum back because it stops does
+// not count.
 const maxLost = 3
 
 var _ api.Workers = (*Controller)(nil)
@@ -578,9 +580,16 @@ func (c *Controller) awaitTask(ctx context.Context, t *task, p *pipelineRec, j *
 		return false, nil // the job's own error says why
 	}
 	why := "gave it back"
-	if e.res.State == taskExpired {
+	switch {
+	case e.res.State == taskExpired:
 		*lost++
 		why = fmt.Sprintf("did not renew its lease (%s)", c.hub.lease)
+	case e.res.Fault:
+		// The worker could not run it; the datum may be what broke it.
+		*lost++
+		why = "could not run it: " + e.res.Error
+	case e.res.Error != "":
+		why += ": " + e.res.Error
 	}
 	fmt.Fprintf(t.logw, "--- datum %s: remote worker %s %s; the datum runs again\n", d.ID, t.worker, why)
 	if *lost >= maxLost {

@@ -384,3 +384,42 @@ func TestRemoteSeenPruned(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A worker that stops gives its datum back as often as it likes; one that
+// could not run it (Fault) loses it, and the third loss fails the job.
+func TestRemoteReleaseWithFault(t *testing.T) {
+	c, cl, _, _ := remoteSetup(t, 5*time.Second, 2)
+	ctx := context.Background()
+	if _, err := c.CreatePipelines(ctx, []byte(remoteSpec), false, false); err != nil {
+		t.Fatal(err)
+	}
+	release := func(res api.TaskResult) *api.Task {
+		t.Helper()
+		task, err := cl.ClaimTask(ctx, api.ClaimRequest{Worker: "w-0", Wait: 5 * time.Second})
+		if err != nil || task == nil {
+			t.Fatalf("claim: %+v, %v", task, err)
+		}
+		res.Worker, res.State = "w-0", api.TaskReleased
+		if err := cl.FinishTask(ctx, task.ID, res); err != nil {
+			t.Fatal(err)
+		}
+		return task
+	}
+	for range 4 {
+		release(api.TaskResult{Error: "the worker stopped"})
+	}
+	for range 2 {
+		release(api.TaskResult{Error: "start a container: no space left on device", Fault: true})
+	}
+	jobs, _ := c.ListJobs(ctx, "p", 0)
+	if j, err := c.InspectJob(ctx, jobs[0].ID); err != nil || j.State != api.JobRunning {
+		t.Fatalf("after four stops and two faults: %+v, %v; want the job running", j, err)
+	}
+	task := release(api.TaskResult{Error: "start a container: no space left on device", Fault: true})
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	j, err := c.WaitJob(wctx, task.Job)
+	if err != nil || j.State != api.JobFailure || !strings.Contains(j.Error, "3 remote workers lost") || !strings.Contains(j.Error, "no space left") {
+		t.Fatalf("job: %+v, %v; want a failure after three faults", j, err)
+	}
+}
