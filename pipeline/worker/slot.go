@@ -40,13 +40,20 @@ type container struct {
 	w   pipeline.Worker
 }
 
+// claimSlack is how much longer than its wait a claim may take before the
+// worker gives up on it (a connection dropped without a word).
+const claimSlack = 30 * time.Second
+
 // loop claims and runs tasks until claims ends; runs is the context of
 // the datums themselves.
 func (s *slot) loop(claims, runs context.Context) {
 	o := s.w.o
 	backoff := time.Second
 	for claims.Err() == nil {
-		t, err := o.Daemon.ClaimTask(claims, api.ClaimRequest{Worker: s.name, Wait: o.Wait})
+		cctx, cancel := context.WithTimeout(claims, o.Wait+claimSlack)
+		t, err := o.Daemon.ClaimTask(cctx, api.ClaimRequest{Worker: s.name, Wait: o.Wait})
+		claimed := time.Now()
+		cancel()
 		if err != nil {
 			if claims.Err() != nil {
 				return
@@ -62,20 +69,20 @@ func (s *slot) loop(claims, runs context.Context) {
 		}
 		backoff = time.Second
 		if t != nil {
-			s.run(runs, t)
+			s.run(runs, t, claimed)
 		}
 	}
 }
 
-// run runs one task to its end and reports it, unless the task was taken
-// away meanwhile.
-func (s *slot) run(ctx context.Context, t *api.Task) {
+// run runs one task, claimed at claimed (by this host's clock), to its
+// end and reports it, unless the task was taken away meanwhile.
+func (s *slot) run(ctx context.Context, t *api.Task, claimed time.Time) {
 	o := s.w.o
 	log := o.Log.With("slot", s.name, "pipeline", t.Pipeline, "job", t.Job, "datum", t.Datum, "task", t.ID)
 	log.Info("datum claimed")
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	go s.heartbeat(ctx, cancel, t)
+	go s.heartbeat(ctx, cancel, t, claimed)
 
 	logw := newLogUploader(o.Daemon, s.name, t.ID)
 	defer logw.Close()
@@ -114,30 +121,51 @@ func (s *slot) run(ctx context.Context, t *api.Task) {
 
 var errTaken = errors.New("the daemon took the task back")
 
-// heartbeat renews t's lease until ctx ends; it cancels ctx with errTaken
-// when the daemon says the task is no longer ours, or when it could not
-// renew the lease before it ran out.
-func (s *slot) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, t *api.Task) {
-	every := max(t.Lease/3, 50*time.Millisecond)
-	expires := t.LeaseExpires
+// heartbeat renews t's lease, claimed at claimed, until ctx ends; it
+// cancels ctx with errTaken when the daemon says the task is no longer
+// ours, or when the lease runs out before a heartbeat renews it.
+//
+// The lease is timed by this host's clock alone, never by the daemon's
+// LeaseExpires (the clocks may differ): it ends one lease after the claim
+// was answered, or after the last renewed heartbeat was sent (the daemon
+// renewed it later than that, so our end comes no later than its). Each
+// heartbeat has its own timeout, so a connection dropped without a word
+// cannot stall the renewals past the lease.
+func (s *slot) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, t *api.Task, claimed time.Time) {
+	lease := t.Lease
+	if lease <= 0 {
+		lease = pipeline.DefaultLease
+	}
+	every := max(lease/3, 50*time.Millisecond)
+	expires := claimed.Add(lease)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	end := time.NewTimer(time.Until(expires))
+	defer end.Stop()
+	var last error
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-end.C:
+			cancel(fmt.Errorf("%w: the lease (%s) ran out without a renewal: %v", errTaken, lease, last))
+			return
 		case <-tick.C:
 		}
-		l, err := s.w.o.Daemon.Heartbeat(ctx, s.name, t.ID)
+		sent := time.Now()
+		hctx, hcancel := context.WithTimeout(ctx, every)
+		_, err := s.w.o.Daemon.Heartbeat(hctx, s.name, t.ID)
+		hcancel()
 		switch {
 		case err == nil:
-			expires = l.Expires
+			expires = sent.Add(lease)
+			end.Reset(time.Until(expires))
 		case errors.Is(err, store.ErrStale):
 			cancel(fmt.Errorf("%w: %v", errTaken, err))
 			return
-		case time.Now().After(expires):
-			cancel(fmt.Errorf("%w: the lease ran out while the daemon was unreachable: %v", errTaken, err))
-			return
+		case ctx.Err() == nil:
+			last = err
+			s.w.o.Log.Warn("heartbeat failed", "slot", s.name, "task", t.ID, "lease left", time.Until(expires).Round(time.Millisecond), "err", err)
 		}
 	}
 }

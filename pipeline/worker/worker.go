@@ -10,10 +10,11 @@
 // use, kept for later datums of that version), heartbeats while it runs,
 // streams the command's output to the datum's log, and at the end uploads
 // /pfs/out as a tar and reports. When the daemon says the task is no
-// longer the worker's (its lease ran out, its job ended) the slot kills
-// the command and drops the datum without a report. Images come from the
-// daemon (exported as OCI tarballs) the first time a pipeline needs one
-// whose digest the worker's containerd does not have.
+// longer the worker's (its lease ran out, its job ended), or the lease
+// runs out by the worker's own clock before a heartbeat gets through, the
+// slot kills the command and drops the datum without a report. Images
+// come from the daemon (exported as OCI tarballs) the first time a
+// pipeline needs one whose digest the worker's containerd does not have.
 package worker
 
 import (
