@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -128,6 +129,64 @@ func testSlot(t *testing.T, d *fakeDaemon, e *fakeExec) *slot {
 func testTask() *api.Task {
 	return &api.Task{ID: "t1", Pipeline: "p", Version: 1, Datum: "d1", Image: "img", Tries: 2, Lease: time.Second}
 }
+
+// Only the user's command failing every try fails the datum; the worker's
+// own problems give it back, marked as a fault.
+func TestRunReportsWhoseFault(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		exec      *fakeExec
+		failPuts  int
+		state     string
+		fault     bool
+		uploads   int
+		wantError string
+	}{
+		{name: "success", exec: &fakeExec{}, state: api.TaskSuccess, uploads: 1},
+		{name: "command fails", exec: &fakeExec{exit: 3}, state: api.TaskFailure},
+		{name: "container will not start", exec: &fakeExec{startErr: errors.New("no space left on device")}, state: api.TaskReleased, fault: true, wantError: "no space left"},
+		{name: "container dies", exec: &fakeExec{dead: true}, state: api.TaskReleased, fault: true, wantError: "died"},
+		{name: "upload fails once", exec: &fakeExec{}, failPuts: 1, state: api.TaskSuccess, uploads: 2},
+		{name: "upload fails twice", exec: &fakeExec{}, failPuts: 2, state: api.TaskReleased, fault: true, uploads: 2, wantError: "connection reset"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &fakeDaemon{failPuts: tc.failPuts}
+			s := testSlot(t, d, tc.exec)
+			fault := s.run(context.Background(), testTask(), time.Now())
+			if len(d.results) != 1 {
+				t.Fatalf("reports: %+v; want one", d.results)
+			}
+			res := d.results[0]
+			if res.State != tc.state || res.Fault != tc.fault || fault != tc.fault || res.Worker != "w-0" {
+				t.Errorf("report %+v (run says fault %v); want state %s, fault %v", res, fault, tc.state, tc.fault)
+			}
+			if d.uploads != tc.uploads {
+				t.Errorf("%d uploads; want %d", d.uploads, tc.uploads)
+			}
+			if tc.wantError != "" && !strings.Contains(res.Error, tc.wantError) {
+				t.Errorf("error %q; want it to say %q", res.Error, tc.wantError)
+			}
+		})
+	}
+}
+
+// An image that will not import is the worker's problem too.
+func TestRunImageImportFails(t *testing.T) {
+	d := &fakeDaemon{}
+	s := testSlot(t, d, &fakeExec{})
+	s.w.o.Images = digestImages{fakeImages{}, "sha256:0"}
+	s.run(context.Background(), testTask(), time.Now())
+	if len(d.results) != 1 || d.results[0].State != api.TaskReleased || !d.results[0].Fault {
+		t.Errorf("reports: %+v; want a release with a fault", d.results)
+	}
+}
+
+type digestImages struct {
+	fakeImages
+	digest string
+}
+
+func (i digestImages) Digest(ctx context.Context, name string) (string, error) { return i.digest, nil }
 
 // A heartbeat that hangs (a connection dropped without a word) does not
 // keep the datum: the lease runs out by the worker's clock, however far
