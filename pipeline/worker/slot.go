@@ -224,7 +224,7 @@ func (s *slot) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, t 
 			return
 		case ctx.Err() == nil:
 			last = err
-			s.w.o.Log.Warn("heartbeat failed", "slot", s.name, "task", t.ID, "lease left", time.Until(expires).Round(time.Millisecond), "err", err)
+			s.w.o.Log.Warn("heartbeat failed", "slot", s.name, "task", t.ID, "lease_left", time.Until(expires).Round(time.Millisecond), "err", err)
 		}
 	}
 }
