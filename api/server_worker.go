@@ -25,6 +25,16 @@ func (s *Server) work(pattern string, h func(ws Workers, w http.ResponseWriter, 
 	})
 }
 
+// workerName is the ?worker= of a task route. An empty name is refused:
+// it names no worker, so it must not match a task.
+func workerName(r *http.Request) (string, error) {
+	name := r.URL.Query().Get("worker")
+	if name == "" {
+		return "", fmt.Errorf("task %s: the request needs worker=: %w", r.PathValue("id"), meta.ErrInvalid)
+	}
+	return name, nil
+}
+
 func (s *Server) workerRoutes() {
 	s.work("POST /v1/workers/claim", func(ws Workers, w http.ResponseWriter, r *http.Request) error {
 		var req ClaimRequest
@@ -53,17 +63,29 @@ func (s *Server) workerRoutes() {
 		return writeJSON(w, nonNil(list))
 	})
 	s.work("POST /v1/workers/tasks/{id}/heartbeat", func(ws Workers, w http.ResponseWriter, r *http.Request) error {
-		l, err := ws.Heartbeat(r.Context(), r.URL.Query().Get("worker"), r.PathValue("id"))
+		name, err := workerName(r)
+		if err != nil {
+			return err
+		}
+		l, err := ws.Heartbeat(r.Context(), name, r.PathValue("id"))
 		if err != nil {
 			return err
 		}
 		return writeJSON(w, l)
 	})
 	s.work("POST /v1/workers/tasks/{id}/log", func(ws Workers, w http.ResponseWriter, r *http.Request) error {
-		return ws.AppendTaskLog(r.Context(), r.URL.Query().Get("worker"), r.PathValue("id"), r.Body)
+		name, err := workerName(r)
+		if err != nil {
+			return err
+		}
+		return ws.AppendTaskLog(r.Context(), name, r.PathValue("id"), r.Body)
 	})
 	s.work("PUT /v1/workers/tasks/{id}/output", func(ws Workers, w http.ResponseWriter, r *http.Request) error {
-		out, err := ws.PutTaskOutput(r.Context(), r.URL.Query().Get("worker"), r.PathValue("id"), r.Body)
+		name, err := workerName(r)
+		if err != nil {
+			return err
+		}
+		out, err := ws.PutTaskOutput(r.Context(), name, r.PathValue("id"), r.Body)
 		if err != nil {
 			return err
 		}
@@ -73,6 +95,9 @@ func (s *Server) workerRoutes() {
 		var res TaskResult
 		if err := readJSON(r, &res); err != nil {
 			return err
+		}
+		if res.Worker == "" {
+			return fmt.Errorf("task %s: the result needs the worker's name: %w", r.PathValue("id"), meta.ErrInvalid)
 		}
 		switch res.State {
 		case TaskSuccess, TaskFailure, TaskReleased:

@@ -66,9 +66,11 @@ type Lease struct {
 
 // Task results reported by FinishTask.
 const (
-	TaskSuccess  = "success"  // the output was uploaded
-	TaskFailure  = "failure"  // every try failed; Error says why
-	TaskReleased = "released" // the worker gives the datum back (it stops)
+	TaskSuccess = "success" // the output was uploaded
+	TaskFailure = "failure" // every try failed; Error says why
+	// TaskReleased: the worker gives the datum back to run elsewhere,
+	// because it stops or (Fault set) because it could not run it.
+	TaskReleased = "released"
 )
 
 // TaskResult is how a task ended on the worker.
@@ -77,6 +79,12 @@ type TaskResult struct {
 	State  string `json:"state"` // TaskSuccess, TaskFailure or TaskReleased
 	Error  string `json:"error,omitempty"`
 	Tries  int    `json:"tries,omitempty"`
+	// Fault, on a release, says the worker could not run the datum (its
+	// image, its container or its upload failed) rather than that it
+	// stops. The daemon counts such a release as a lost datum, as it does
+	// an expired lease, so a datum that breaks every worker fails its job
+	// in the end instead of going round for ever.
+	Fault bool `json:"fault,omitempty"`
 }
 
 // TaskOutput is what the daemon stored of an uploaded /pfs/out.

@@ -153,3 +153,28 @@ func TestWorkerRoutesUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// An empty worker name names no worker: every task route refuses it
+// before the daemon looks for the task.
+func TestWorkerRoutesNeedName(t *testing.T) {
+	f := &fakeWorkers{fakePipelines: newFake()}
+	cl := servePipelines(t, f)
+	ctx := context.Background()
+	if task, err := cl.ClaimTask(ctx, ClaimRequest{Worker: "w-0"}); err != nil || task == nil {
+		t.Fatalf("claim: %+v, %v", task, err)
+	}
+	calls := map[string]error{
+		"heartbeat": func() error { _, err := cl.Heartbeat(ctx, "", "t1"); return err }(),
+		"log":       cl.AppendTaskLog(ctx, "", "t1", strings.NewReader("line\n")),
+		"output":    func() error { _, err := cl.PutTaskOutput(ctx, "", "t1", strings.NewReader("x")); return err }(),
+		"done":      cl.FinishTask(ctx, "t1", TaskResult{State: TaskFailure}),
+	}
+	for name, err := range calls {
+		if !errors.Is(err, meta.ErrInvalid) {
+			t.Errorf("%s without a worker name: %v, want ErrInvalid", name, err)
+		}
+	}
+	if f.log.Len() != 0 || f.result != nil || !f.held {
+		t.Errorf("the daemon acted on a nameless call: log %q, result %+v, held %v", f.log.String(), f.result, f.held)
+	}
+}

@@ -29,9 +29,11 @@ import (
 // heartbeat.
 const DefaultLease = 10 * time.Second
 
-// maxLost is how many leases of one datum may run out in a job before the
+// maxLost is how many times remote workers may lose one datum in a job
+// (its lease ran out, or a worker gave it back with Fault set) before the
 // datum fails: a datum that kills every worker it runs on must not go
-// round for ever.
+// round for ever. A worker that gives a datum back because it stops does
+// not count.
 const maxLost = 3
 
 var _ api.Workers = (*Controller)(nil)
@@ -60,13 +62,62 @@ type claim struct {
 type task struct {
 	api.Task
 	worker string
-	log    *os.File
-	logw   *syncWriter
+	logw   *taskLog
 
 	// Under hub.mu:
 	output *api.TaskOutput
 	ended  bool
 	end    chan taskEnd // receives exactly one end
+}
+
+// taskLog is a task's datum log. The daemon writes its own lines with
+// Write until close; a worker's appends go through workerWriter, which
+// refuses them once the task has ended.
+type taskLog struct {
+	mu     sync.Mutex
+	f      *os.File
+	closed bool
+}
+
+func (l *taskLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, fmt.Errorf("datum log: %w", os.ErrClosed)
+	}
+	return l.f.Write(p)
+}
+
+func (l *taskLog) close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+	return l.f.Close()
+}
+
+// workerWriter appends a worker's piece of log to t's, piece by piece,
+// checking each time that the task is still running: an append that is
+// under way when the task ends (its lease ran out, its job ended) stops
+// with store.ErrStale rather than writing after the daemon's last line or
+// into a closed file.
+type workerWriter struct {
+	h *hub
+	t *task
+}
+
+func (w workerWriter) Write(p []byte) (int, error) {
+	w.h.mu.Lock()
+	ended := w.t.ended
+	w.h.mu.Unlock()
+	if ended {
+		return 0, w.h.staleErr(w.t.ID)
+	}
+	w.t.logw.mu.Lock()
+	defer w.t.logw.mu.Unlock()
+	if w.t.logw.closed {
+		return 0, w.h.staleErr(w.t.ID)
+	}
+	return w.t.logw.f.Write(p)
 }
 
 // taskEnd is how a task ended: a worker's result, or expired (lease ran
@@ -200,15 +251,26 @@ func (h *hub) end(t *task, e taskEnd) bool {
 }
 
 // taskLocked returns the task id if worker holds it; h.mu must be held.
+// An empty worker holds nothing.
 func (h *hub) taskLocked(worker, id string) (*task, error) {
 	t := h.tasks[id]
-	if t == nil || (worker != "" && t.worker != worker) {
-		return nil, fmt.Errorf("task %s is no longer this worker's (its lease ran out, its job ended, or another worker runs the datum): %w", id, store.ErrStale)
+	if t == nil || worker == "" || t.worker != worker {
+		return nil, h.staleErr(id)
 	}
 	return t, nil
 }
 
-// expire ends the tasks whose lease has run out, until ctx ends.
+func (h *hub) staleErr(id string) error {
+	return fmt.Errorf("task %s is no longer this worker's (its lease ran out, its job ended, or another worker runs the datum): %w", id, store.ErrStale)
+}
+
+// seenLeases is how many leases a worker is listed after it was last
+// heard from; expire then forgets it (pods get a new name each time they
+// start, so names would otherwise pile up).
+const seenLeases = 3
+
+// expire ends the tasks whose lease has run out, and forgets the workers
+// not heard from for seenLeases leases, until ctx ends.
 func (h *hub) expire(ctx context.Context) {
 	tick := time.NewTicker(max(h.lease/10, 20*time.Millisecond))
 	defer tick.Stop()
@@ -221,6 +283,14 @@ func (h *hub) expire(ctx context.Context) {
 			for _, t := range h.tasks {
 				if now.After(t.LeaseExpires) {
 					h.endLocked(t, taskEnd{res: api.TaskResult{State: taskExpired}})
+				}
+			}
+			for _, cl := range h.waiters {
+				h.seen[cl.worker] = now // a worker in a long claim is here
+			}
+			for name, at := range h.seen {
+				if now.Sub(at) > seenLeases*h.lease {
+					delete(h.seen, name)
 				}
 			}
 			h.mu.Unlock()
@@ -262,7 +332,7 @@ func (c *Controller) AppendTaskLog(ctx context.Context, worker, id string, r io.
 	if err != nil {
 		return err
 	}
-	_, err = io.Copy(t.logw, r)
+	_, err = io.Copy(workerWriter{h: c.hub, t: t}, r)
 	return err
 }
 
@@ -309,7 +379,7 @@ func (c *Controller) ListWorkers(ctx context.Context) ([]*api.RemoteWorker, erro
 	defer h.mu.Unlock()
 	byName := map[string]*api.RemoteWorker{}
 	for name, at := range h.seen {
-		if time.Since(at) < 3*h.lease {
+		if time.Since(at) < seenLeases*h.lease {
 			byName[name] = &api.RemoteWorker{Name: name, LastSeen: at.UTC()}
 		}
 	}
@@ -442,14 +512,15 @@ func (c *Controller) newTask(p *pipelineRec, j *jobRec, d *datum.Datum) (*task, 
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
 		return nil, err
 	}
-	if t.log, err = os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
 		return nil, err
 	}
-	t.logw = &syncWriter{w: t.log}
+	t.logw = &taskLog{f: f}
 	rb := c.db.NewRecordBatch()
 	rb.Pin(pinSlot+"task/"+t.ID, view)
 	if _, err := rb.Commit(false); err != nil {
-		t.log.Close()
+		t.logw.close()
 		return nil, err
 	}
 	return t, nil
@@ -461,7 +532,7 @@ func (c *Controller) closeTask(t *task) {
 	if _, err := rb.Commit(false); err != nil {
 		c.log.Error("unpin a task's view", "task", t.ID, "err", err)
 	}
-	t.log.Close()
+	t.logw.close()
 }
 
 // awaitTask follows a task handed to a remote worker to its end and
@@ -509,9 +580,16 @@ func (c *Controller) awaitTask(ctx context.Context, t *task, p *pipelineRec, j *
 		return false, nil // the job's own error says why
 	}
 	why := "gave it back"
-	if e.res.State == taskExpired {
+	switch {
+	case e.res.State == taskExpired:
 		*lost++
 		why = fmt.Sprintf("did not renew its lease (%s)", c.hub.lease)
+	case e.res.Fault:
+		// The worker could not run it; the datum may be what broke it.
+		*lost++
+		why = "could not run it: " + e.res.Error
+	case e.res.Error != "":
+		why += ": " + e.res.Error
 	}
 	fmt.Fprintf(t.logw, "--- datum %s: remote worker %s %s; the datum runs again\n", d.ID, t.worker, why)
 	if *lost >= maxLost {

@@ -307,3 +307,119 @@ func TestRemoteClaimTimesOut(t *testing.T) {
 		t.Errorf("claim without a name: %v, want ErrInvalid", err)
 	}
 }
+
+// A log append under way when its task ends is refused as stale, not
+// written into the closed log.
+func TestRemoteLateLogIsStale(t *testing.T) {
+	c, cl, _, _ := remoteSetup(t, 5*time.Second, 2)
+	ctx := context.Background()
+	if _, err := c.CreatePipelines(ctx, []byte(remoteSpec), false, false); err != nil {
+		t.Fatal(err)
+	}
+	task, err := cl.ClaimTask(ctx, api.ClaimRequest{Worker: "w-0", Wait: 5 * time.Second})
+	if err != nil || task == nil {
+		t.Fatalf("claim: %+v, %v", task, err)
+	}
+	pr, pw := io.Pipe()
+	appended := make(chan error, 1)
+	go func() { appended <- cl.AppendTaskLog(ctx, "w-0", task.ID, pr) }()
+	pw.Write([]byte("first piece\n"))
+	// The append has passed its check once its first piece is in the log.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var logs bytes.Buffer
+		c.Logs(ctx, api.LogQuery{Pipeline: "p", Job: task.Job, Datum: task.Datum}, &logs)
+		if strings.Contains(logs.String(), "first piece") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first piece never reached the log:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cl.FinishTask(ctx, task.ID, api.TaskResult{Worker: "w-0", State: api.TaskFailure, Error: "exit status 1", Tries: 1}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.WaitJob(wctx, task.Job); err != nil {
+		t.Fatal(err)
+	}
+	pw.Write([]byte("late piece\n"))
+	pw.Close()
+	if err := <-appended; !errors.Is(err, store.ErrStale) {
+		t.Errorf("an append that outlived its task: %v, want ErrStale", err)
+	}
+}
+
+// The hub forgets workers it has not heard from for a few leases, but
+// not one that waits in a claim.
+func TestRemoteSeenPruned(t *testing.T) {
+	c, cl, _, _ := remoteSetup(t, 100*time.Millisecond, 0)
+	ctx := context.Background()
+	for _, w := range []string{"gone-0", "gone-1"} {
+		if _, err := cl.ClaimTask(ctx, api.ClaimRequest{Worker: w, Wait: 10 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := cl.ClaimTask(ctx, api.ClaimRequest{Worker: "waits-0", Wait: 2 * time.Second})
+		waiting <- err
+	}()
+	time.Sleep(time.Second)
+	c.hub.mu.Lock()
+	var names []string
+	for name := range c.hub.seen {
+		names = append(names, name)
+	}
+	c.hub.mu.Unlock()
+	if len(names) != 1 || names[0] != "waits-0" {
+		t.Errorf("the hub remembers %v; want waits-0 only", names)
+	}
+	if ws, err := cl.ListWorkers(ctx); err != nil || len(ws) != 1 || ws[0].Name != "waits-0" {
+		t.Errorf("workers: %+v, %v; want waits-0, which waits in a claim", ws, err)
+	}
+	if err := <-waiting; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A worker that stops gives its datum back as often as it likes; one that
+// could not run it (Fault) loses it, and the third loss fails the job.
+func TestRemoteReleaseWithFault(t *testing.T) {
+	c, cl, _, _ := remoteSetup(t, 5*time.Second, 2)
+	ctx := context.Background()
+	if _, err := c.CreatePipelines(ctx, []byte(remoteSpec), false, false); err != nil {
+		t.Fatal(err)
+	}
+	release := func(res api.TaskResult) *api.Task {
+		t.Helper()
+		task, err := cl.ClaimTask(ctx, api.ClaimRequest{Worker: "w-0", Wait: 5 * time.Second})
+		if err != nil || task == nil {
+			t.Fatalf("claim: %+v, %v", task, err)
+		}
+		res.Worker, res.State = "w-0", api.TaskReleased
+		if err := cl.FinishTask(ctx, task.ID, res); err != nil {
+			t.Fatal(err)
+		}
+		return task
+	}
+	for range 4 {
+		release(api.TaskResult{Error: "the worker stopped"})
+	}
+	for range 2 {
+		release(api.TaskResult{Error: "start a container: no space left on device", Fault: true})
+	}
+	jobs, _ := c.ListJobs(ctx, "p", 0)
+	if j, err := c.InspectJob(ctx, jobs[0].ID); err != nil || j.State != api.JobRunning {
+		t.Fatalf("after four stops and two faults: %+v, %v; want the job running", j, err)
+	}
+	task := release(api.TaskResult{Error: "start a container: no space left on device", Fault: true})
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	j, err := c.WaitJob(wctx, task.Job)
+	if err != nil || j.State != api.JobFailure || !strings.Contains(j.Error, "3 remote workers lost") || !strings.Contains(j.Error, "no space left") {
+		t.Fatalf("job: %+v, %v; want a failure after three faults", j, err)
+	}
+}

@@ -40,13 +40,28 @@ type container struct {
 	w   pipeline.Worker
 }
 
+// claimSlack is how much longer than its wait a claim may take before the
+// worker gives up on it (a connection dropped without a word).
+const claimSlack = 30 * time.Second
+
+// Backoff after a datum this worker could not run (see run): the datums
+// it gives back go to other workers meanwhile.
+const (
+	faultBackoff    = 2 * time.Second
+	maxFaultBackoff = time.Minute
+)
+
 // loop claims and runs tasks until claims ends; runs is the context of
 // the datums themselves.
 func (s *slot) loop(claims, runs context.Context) {
 	o := s.w.o
 	backoff := time.Second
+	pause := faultBackoff
 	for claims.Err() == nil {
-		t, err := o.Daemon.ClaimTask(claims, api.ClaimRequest{Worker: s.name, Wait: o.Wait})
+		cctx, cancel := context.WithTimeout(claims, o.Wait+claimSlack)
+		t, err := o.Daemon.ClaimTask(cctx, api.ClaimRequest{Worker: s.name, Wait: o.Wait})
+		claimed := time.Now()
+		cancel()
 		if err != nil {
 			if claims.Err() != nil {
 				return
@@ -61,21 +76,39 @@ func (s *slot) loop(claims, runs context.Context) {
 			continue
 		}
 		backoff = time.Second
-		if t != nil {
-			s.run(runs, t)
+		if t == nil {
+			continue
 		}
+		if !s.run(runs, t, claimed) {
+			pause = faultBackoff
+			continue
+		}
+		o.Log.Warn("this worker could not run a datum; claiming again later", "slot", s.name, "in", pause)
+		select {
+		case <-time.After(pause):
+		case <-claims.Done():
+			return
+		}
+		pause = min(2*pause, maxFaultBackoff)
 	}
 }
 
-// run runs one task to its end and reports it, unless the task was taken
-// away meanwhile.
-func (s *slot) run(ctx context.Context, t *api.Task) {
+// reportTimeout bounds the final report, a small request.
+const reportTimeout = time.Minute
+
+// run runs one task, claimed at claimed (by this host's clock), to its
+// end and reports it, unless the task was taken away meanwhile. It says
+// whether the worker gave the datum back because it could not run it
+// (a Fault: its image, container or upload failed). Only the user's
+// command failing every try is a failure of the datum; a problem of the
+// worker's gives the datum back for another worker to run.
+func (s *slot) run(ctx context.Context, t *api.Task, claimed time.Time) (fault bool) {
 	o := s.w.o
 	log := o.Log.With("slot", s.name, "pipeline", t.Pipeline, "job", t.Job, "datum", t.Datum, "task", t.ID)
 	log.Info("datum claimed")
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	go s.heartbeat(ctx, cancel, t)
+	go s.heartbeat(ctx, cancel, t, claimed)
 
 	logw := newLogUploader(o.Daemon, s.name, t.ID)
 	defer logw.Close()
@@ -83,10 +116,20 @@ func (s *slot) run(ctx context.Context, t *api.Task) {
 	defer s.w.slots.set(s.name, meta.EmptyTree)
 
 	res := s.exec(ctx, t, logw)
+	if res.State == api.TaskSuccess && ctx.Err() == nil {
+		// The upload has no deadline of its own: a large output takes
+		// as long as it takes, the heartbeats keep the lease meanwhile,
+		// and ctx ends it if the daemon takes the task back.
+		res = s.output(ctx, t, logw, res)
+	}
 	logw.Close()
 	if cause := context.Cause(ctx); errors.Is(cause, errTaken) {
 		log.Warn("datum taken away; dropped", "err", cause)
-		return
+		return false
+	}
+	if res.State == taskStale {
+		log.Warn("datum taken away during the upload; dropped", "err", res.Error)
+		return false
 	}
 	if ctx.Err() != nil {
 		// The worker stops and the grace period is over: give the datum
@@ -94,50 +137,94 @@ func (s *slot) run(ctx context.Context, t *api.Task) {
 		res = api.TaskResult{State: api.TaskReleased, Error: "the worker stopped"}
 	}
 	res.Worker = s.name
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), reportTimeout)
 	defer rcancel()
-	if res.State == api.TaskSuccess {
-		if err := s.upload(rctx, t); err != nil {
-			if errors.Is(err, store.ErrStale) {
-				log.Warn("datum taken away during the upload; dropped", "err", err)
-				return
-			}
-			res = api.TaskResult{Worker: s.name, State: api.TaskFailure, Error: "upload /pfs/out: " + err.Error(), Tries: res.Tries}
-		}
-	}
 	if err := o.Daemon.FinishTask(rctx, t.ID, res); err != nil {
 		log.Warn("report failed", "state", res.State, "err", err)
-		return
+		return res.Fault
 	}
 	log.Info("datum done", "state", res.State, "error", res.Error)
+	return res.Fault
+}
+
+// taskStale is a result of output that is never reported: the daemon
+// took the task back during the upload.
+const taskStale = "stale"
+
+// uploadTries is how many times output sends /pfs/out.
+const uploadTries = 2
+
+// output uploads /pfs/out for res, a success, and returns the result to
+// report: res, a failure when the output itself is refused (as a local
+// worker's would be), or a release with Fault when the upload failed
+// twice.
+func (s *slot) output(ctx context.Context, t *api.Task, logw io.Writer, res api.TaskResult) api.TaskResult {
+	var err error
+	for try := 1; try <= uploadTries; try++ {
+		err = s.upload(ctx, t)
+		switch {
+		case err == nil:
+			return res
+		case errors.Is(err, store.ErrStale):
+			return api.TaskResult{State: taskStale, Error: err.Error()}
+		case ctx.Err() != nil:
+			return api.TaskResult{State: api.TaskReleased, Error: err.Error()}
+		case errors.Is(err, meta.ErrInvalid):
+			fmt.Fprintf(logw, "--- datum %s: output refused: %v\n", t.Datum, err)
+			return api.TaskResult{State: api.TaskFailure, Error: "upload /pfs/out: " + err.Error(), Tries: res.Tries}
+		}
+		fmt.Fprintf(logw, "--- datum %s: upload /pfs/out from %s failed (%d/%d): %v\n", t.Datum, s.name, try, uploadTries, err)
+	}
+	return api.TaskResult{State: api.TaskReleased, Fault: true, Error: fmt.Sprintf("upload /pfs/out from %s: %v", s.name, err), Tries: res.Tries}
 }
 
 var errTaken = errors.New("the daemon took the task back")
 
-// heartbeat renews t's lease until ctx ends; it cancels ctx with errTaken
-// when the daemon says the task is no longer ours, or when it could not
-// renew the lease before it ran out.
-func (s *slot) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, t *api.Task) {
-	every := max(t.Lease/3, 50*time.Millisecond)
-	expires := t.LeaseExpires
+// heartbeat renews t's lease, claimed at claimed, until ctx ends; it
+// cancels ctx with errTaken when the daemon says the task is no longer
+// ours, or when the lease runs out before a heartbeat renews it.
+//
+// The lease is timed by this host's clock alone, never by the daemon's
+// LeaseExpires (the clocks may differ): it ends one lease after the claim
+// was answered, or after the last renewed heartbeat was sent (the daemon
+// renewed it later than that, so our end comes no later than its). Each
+// heartbeat has its own timeout, so a connection dropped without a word
+// cannot stall the renewals past the lease.
+func (s *slot) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, t *api.Task, claimed time.Time) {
+	lease := t.Lease
+	if lease <= 0 {
+		lease = pipeline.DefaultLease
+	}
+	every := max(lease/3, 50*time.Millisecond)
+	expires := claimed.Add(lease)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	end := time.NewTimer(time.Until(expires))
+	defer end.Stop()
+	var last error
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-end.C:
+			cancel(fmt.Errorf("%w: the lease (%s) ran out without a renewal: %v", errTaken, lease, last))
+			return
 		case <-tick.C:
 		}
-		l, err := s.w.o.Daemon.Heartbeat(ctx, s.name, t.ID)
+		sent := time.Now()
+		hctx, hcancel := context.WithTimeout(ctx, every)
+		_, err := s.w.o.Daemon.Heartbeat(hctx, s.name, t.ID)
+		hcancel()
 		switch {
 		case err == nil:
-			expires = l.Expires
+			expires = sent.Add(lease)
+			end.Reset(time.Until(expires))
 		case errors.Is(err, store.ErrStale):
 			cancel(fmt.Errorf("%w: %v", errTaken, err))
 			return
-		case time.Now().After(expires):
-			cancel(fmt.Errorf("%w: the lease ran out while the daemon was unreachable: %v", errTaken, err))
-			return
+		case ctx.Err() == nil:
+			last = err
+			s.w.o.Log.Warn("heartbeat failed", "slot", s.name, "task", t.ID, "lease_left", time.Until(expires).Round(time.Millisecond), "err", err)
 		}
 	}
 }
@@ -146,9 +233,18 @@ func (s *slot) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, t 
 // pipeline version.
 func (s *slot) exec(ctx context.Context, t *api.Task, logw io.Writer) api.TaskResult {
 	c, err := s.container(ctx, t)
-	if err != nil {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return api.TaskResult{State: api.TaskReleased}
+	case errors.Is(err, meta.ErrNotExist):
+		// The pipeline's image is not on the daemon: every worker
+		// would fail alike, and the message says how to fix it.
 		fmt.Fprintf(logw, "--- datum %s on %s: %v\n", t.Datum, s.name, err)
 		return api.TaskResult{State: api.TaskFailure, Error: err.Error(), Tries: 1}
+	case err != nil:
+		msg := fmt.Sprintf("worker %s: %v", s.name, err)
+		fmt.Fprintf(logw, "--- datum %s: %s; another worker runs it\n", t.Datum, msg)
+		return api.TaskResult{State: api.TaskReleased, Fault: true, Error: msg}
 	}
 	req := agent.Request{Args: t.Args, Env: t.CmdEnv, Dir: t.Dir, User: t.User, Stdin: t.Stdin, Timeout: t.Timeout}
 	tries := max(t.Tries, 1)
@@ -158,7 +254,9 @@ func (s *slot) exec(ctx context.Context, t *api.Task, logw io.Writer) api.TaskRe
 			return api.TaskResult{State: api.TaskReleased, Tries: try}
 		}
 		if err := clearDir(s.out); err != nil {
-			return api.TaskResult{State: api.TaskFailure, Error: err.Error(), Tries: try}
+			msg := fmt.Sprintf("worker %s: clear /pfs/out: %v", s.name, err)
+			fmt.Fprintf(logw, "--- datum %s: %s; another worker runs it\n", t.Datum, msg)
+			return api.TaskResult{State: api.TaskReleased, Fault: true, Error: msg, Tries: try}
 		}
 		fmt.Fprintf(logw, "--- datum %s try %d/%d on %s at %s\n", t.Datum, try, tries, s.name, time.Now().UTC().Format(time.RFC3339))
 		res, err := c.w.Exec(ctx, req, logw, logw)
@@ -168,8 +266,8 @@ func (s *slot) exec(ctx context.Context, t *api.Task, logw io.Writer) api.TaskRe
 		case err != nil && !c.w.Alive():
 			s.drop(c)
 			msg := fmt.Sprintf("worker container on %s died: %v", s.name, err)
-			fmt.Fprintf(logw, "--- datum %s: %s\n", t.Datum, msg)
-			return api.TaskResult{State: api.TaskFailure, Error: msg, Tries: try}
+			fmt.Fprintf(logw, "--- datum %s: %s; another worker runs it\n", t.Datum, msg)
+			return api.TaskResult{State: api.TaskReleased, Fault: true, Error: msg, Tries: try}
 		case err != nil:
 			last = err.Error()
 		case !res.Success():
@@ -247,14 +345,25 @@ func (s *slot) closeContainers(ctx context.Context) {
 	s.ctrs = nil
 }
 
-// upload sends the slot's /pfs/out as the task's output.
+// upload sends the slot's /pfs/out as the task's output. The error wraps
+// meta.ErrInvalid when the output itself is refused (it holds something
+// other than regular files and directories).
 func (s *slot) upload(ctx context.Context, t *api.Task) error {
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeTar(pw, s.out)) }()
+	tarErr := make(chan error, 1)
+	go func() {
+		err := writeTar(pw, s.out)
+		tarErr <- err
+		pw.CloseWithError(err)
+	}()
 	_, err := s.w.o.Daemon.PutTaskOutput(ctx, s.name, t.ID, pr)
 	pr.CloseWithError(errors.New("upload ended"))
 	if err == nil {
 		clearDir(s.out) // stored now; do not keep a second copy on disk
+		return nil
+	}
+	if terr := <-tarErr; errors.Is(terr, meta.ErrInvalid) {
+		return terr // the reason, not the broken stream it caused
 	}
 	return err
 }

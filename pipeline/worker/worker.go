@@ -10,8 +10,13 @@
 // use, kept for later datums of that version), heartbeats while it runs,
 // streams the command's output to the datum's log, and at the end uploads
 // /pfs/out as a tar and reports. When the daemon says the task is no
-// longer the worker's (its lease ran out, its job ended) the slot kills
-// the command and drops the datum without a report. Images come from the
+// longer the worker's (its lease ran out, its job ended), or the lease
+// runs out by the worker's own clock before a heartbeat gets through, the
+// slot kills the command and drops the datum without a report. Only the
+// user's command failing every try fails the datum; when the worker
+// cannot run it (the image will not import, the container will not start
+// or dies, the upload fails twice) it gives the datum back for another
+// worker and waits a while before it claims again. Images come from the
 // daemon (exported as OCI tarballs) the first time a pipeline needs one
 // whose digest the worker's containerd does not have.
 package worker
