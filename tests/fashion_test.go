@@ -192,4 +192,31 @@ service: {port: %d}
 	if !strings.Contains(d.ok(nil, "pipeline", "list"), "serve") {
 		t.Error("serve is not listed")
 	}
+
+	// A new model restarts the service over it: the model it reports
+	// was trained on the 6th shard too.
+	examples := func() int {
+		var h struct{ Params struct{ Examples int } }
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", port))
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		json.NewDecoder(resp.Body).Decode(&h)
+		return h.Params.Examples
+	}
+	before := examples()
+	if before == 0 {
+		t.Fatal("the service reports no model on /healthz")
+	}
+	d.example("more-data")
+	after := before
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && after == before; time.Sleep(300 * time.Millisecond) {
+		if n := examples(); n != 0 {
+			after = n
+		}
+	}
+	if after <= before {
+		t.Fatalf("after a new model the service reports a model of %d examples, before %d", after, before)
+	}
 }
