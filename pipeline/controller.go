@@ -68,7 +68,7 @@ type Controller struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	slots   *slotTable
+	slots   *SlotTable
 	hub     *hub
 	unmount func() error
 	slotDir string
@@ -123,7 +123,7 @@ func New(o Options) (*Controller, error) {
 		return nil, err
 	}
 	c := &Controller{o: o, st: o.Store, db: o.Store.Meta, log: o.Log,
-		slots: newSlotTable(), hub: newHub(o.Lease), runners: make(map[string]*runner),
+		slots: NewSlotTable(), hub: newHub(o.Lease), runners: make(map[string]*runner),
 		jobs: make(map[string]context.CancelCauseFunc), datumMounts: make(map[string]func() error),
 		changed: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())

@@ -349,8 +349,8 @@ func (c *Controller) runDatum(ctx context.Context, w *worker, p *pipelineRec, j 
 	rb := c.db.NewRecordBatch()
 	rb.Pin(pinSlot+w.name, view)
 	rb.Commit(false)
-	c.slots.set(w.name, view)
-	defer c.slots.set(w.name, meta.EmptyTree)
+	c.slots.Set(w.name, view)
+	defer c.slots.Set(w.name, meta.EmptyTree)
 
 	logPath := c.logPath(j.Pipeline, j.ID, d.ID)
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
@@ -377,7 +377,7 @@ func (c *Controller) runDatum(ctx context.Context, w *worker, p *pipelineRec, j 
 			rec.State, rec.Error = api.DatumFailed, context.Cause(ctx).Error()
 			return nil // the job's own error says why
 		}
-		if err := clearDir(w.out); err != nil {
+		if err := ClearDir(w.out); err != nil {
 			return err
 		}
 		fmt.Fprintf(lw, "--- datum %s try %d/%d on %s at %s\n", d.ID, try, tries, w.name, time.Now().UTC().Format(time.RFC3339))
@@ -401,7 +401,7 @@ func (c *Controller) runDatum(ctx context.Context, w *worker, p *pipelineRec, j 
 				last = "capture /pfs/out: " + err.Error()
 				break
 			}
-			clearDir(w.out) // stored now; do not keep a second copy on disk
+			ClearDir(w.out) // stored now; do not keep a second copy on disk
 			rec.State, rec.Output, rec.Error = api.DatumSuccess, root, ""
 			rec.Duration = time.Since(start).Seconds()
 			rec.Outputs = nil
@@ -478,9 +478,9 @@ func (c *Controller) logPath(pipeline, job, datum string) string {
 	return filepath.Join(c.o.Dir, "logs", pipeline, job, datum+".log")
 }
 
-// clearDir empties dir, keeping dir itself (it is a mount point in the
-// worker).
-func clearDir(dir string) error {
+// ClearDir empties dir, keeping dir itself (a worker's /pfs/out is a
+// mount point in its container).
+func ClearDir(dir string) error {
 	es, err := os.ReadDir(dir)
 	if err != nil {
 		return err

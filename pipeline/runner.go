@@ -293,7 +293,7 @@ func (r *runner) ensurePool(ctx context.Context, p *pipelineRec) (*pool, error) 
 			}
 			os.Chmod(d, 0o777) // the container's user may not be root
 		}
-		c.slots.set(name, meta.EmptyTree)
+		c.slots.Set(name, meta.EmptyTree)
 		// Container IDs are new for every pool: a container of an older
 		// pool may still be going away.
 		id := fmt.Sprintf("%s-%d-%s", p.Name, i, newSalt()[:6])
@@ -301,7 +301,7 @@ func (r *runner) ensurePool(ctx context.Context, p *pipelineRec) (*pool, error) 
 			PFS: filepath.Join(c.slotDir, name), Out: wk.out, Run: wk.run, Env: env,
 			Network: p.Spec.Transform.Network || p.Spec.Service != nil, CPU: cpu, Memory: mem})
 		if err != nil {
-			c.slots.drop(name)
+			c.slots.Drop(name)
 			pl.close()
 			return nil, fmt.Errorf("start worker %s: %w", name, err)
 		}
@@ -355,7 +355,7 @@ func (pl *pool) close() {
 			if err := w.w.Close(ctx); err != nil {
 				pl.c.log.Error("stop worker", "worker", w.name, "err", err)
 			}
-			pl.c.slots.drop(w.name)
+			pl.c.slots.Drop(w.name)
 		}()
 	}
 	wg.Wait()

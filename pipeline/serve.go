@@ -101,7 +101,7 @@ func (c *Controller) runService(r *runner, p *pipelineRec, j *jobRec) {
 	rb := c.db.NewRecordBatch()
 	rb.Pin(pinSlot+w.name, view)
 	rb.Commit(false)
-	c.slots.set(w.name, view)
+	c.slots.Set(w.name, view)
 
 	logPath := c.logPath(p.Name, j.ID, serviceDatum)
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {

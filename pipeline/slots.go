@@ -6,23 +6,24 @@ import (
 	"github.com/strata-data/strata/meta"
 )
 
-// slotTable is the Trees of the workers' mount: each worker's name and the
-// view of the datum it runs now.
-type slotTable struct {
+// SlotTable is the Trees of a workers' mount (fs/mount.Trees): each
+// worker's name and the view of the datum it runs now. It is safe for
+// concurrent use; the mount reads it while workers switch datums.
+type SlotTable struct {
 	mu    sync.RWMutex
 	roots map[string]meta.Hash
 }
 
-func newSlotTable() *slotTable { return &slotTable{roots: make(map[string]meta.Hash)} }
+func NewSlotTable() *SlotTable { return &SlotTable{roots: make(map[string]meta.Hash)} }
 
-func (t *slotTable) Tree(name string) (meta.Hash, bool) {
+func (t *SlotTable) Tree(name string) (meta.Hash, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	h, ok := t.roots[name]
 	return h, ok
 }
 
-func (t *slotTable) Names() []string {
+func (t *SlotTable) Names() []string {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	out := make([]string, 0, len(t.roots))
@@ -32,13 +33,15 @@ func (t *slotTable) Names() []string {
 	return out
 }
 
-func (t *slotTable) set(name string, root meta.Hash) {
+// Set shows root for name.
+func (t *SlotTable) Set(name string, root meta.Hash) {
 	t.mu.Lock()
 	t.roots[name] = root
 	t.mu.Unlock()
 }
 
-func (t *slotTable) drop(name string) {
+// Drop removes name.
+func (t *SlotTable) Drop(name string) {
 	t.mu.Lock()
 	delete(t.roots, name)
 	t.mu.Unlock()

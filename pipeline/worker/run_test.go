@@ -117,7 +117,7 @@ func testSlot(t *testing.T, d *fakeDaemon, e *fakeExec) *slot {
 	t.Helper()
 	dir := t.TempDir()
 	w := &worker{o: Options{Daemon: d, Exec: e, Images: fakeImages{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		dir: dir, slots: newSlotTable(), images: map[string]string{}}
+		dir: dir, slots: pipeline.NewSlotTable(), images: map[string]string{}}
 	base := filepath.Join(dir, "work", "w-0")
 	s := &slot{w: w, name: "w-0", base: base, out: filepath.Join(base, "out")}
 	if err := os.MkdirAll(s.out, 0o777); err != nil {

@@ -112,8 +112,8 @@ func (s *slot) run(ctx context.Context, t *api.Task, claimed time.Time) (fault b
 
 	logw := newLogUploader(o.Daemon, s.name, t.ID)
 	defer logw.Close()
-	s.w.slots.set(s.name, t.View)
-	defer s.w.slots.set(s.name, meta.EmptyTree)
+	s.w.slots.Set(s.name, t.View)
+	defer s.w.slots.Set(s.name, meta.EmptyTree)
 
 	res := s.exec(ctx, t, logw)
 	if res.State == api.TaskSuccess && ctx.Err() == nil {
@@ -253,7 +253,7 @@ func (s *slot) exec(ctx context.Context, t *api.Task, logw io.Writer) api.TaskRe
 		if ctx.Err() != nil {
 			return api.TaskResult{State: api.TaskReleased, Tries: try}
 		}
-		if err := clearDir(s.out); err != nil {
+		if err := pipeline.ClearDir(s.out); err != nil {
 			msg := fmt.Sprintf("worker %s: clear /pfs/out: %v", s.name, err)
 			fmt.Fprintf(logw, "--- datum %s: %s; another worker runs it\n", t.Datum, msg)
 			return api.TaskResult{State: api.TaskReleased, Fault: true, Error: msg, Tries: try}
@@ -359,7 +359,7 @@ func (s *slot) upload(ctx context.Context, t *api.Task) error {
 	_, err := s.w.o.Daemon.PutTaskOutput(ctx, s.name, t.ID, pr)
 	pr.CloseWithError(errors.New("upload ended"))
 	if err == nil {
-		clearDir(s.out) // stored now; do not keep a second copy on disk
+		pipeline.ClearDir(s.out) // stored now; do not keep a second copy on disk
 		return nil
 	}
 	if terr := <-tarErr; errors.Is(terr, meta.ErrInvalid) {
@@ -407,21 +407,6 @@ func writeTar(w io.Writer, dir string) error {
 		return err
 	}
 	return tw.Close()
-}
-
-// clearDir empties dir, keeping dir itself (it is a mount point in the
-// containers).
-func clearDir(dir string) error {
-	es, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	for _, e := range es {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func randomHex(n int) string {

@@ -120,11 +120,11 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	slots := newSlotTable()
+	slots := pipeline.NewSlotTable()
 	w := &worker{o: o, dir: dir, slots: slots, images: map[string]string{}}
 	for i := range o.Slots {
 		name := fmt.Sprintf("%s-%d", o.Name, i)
-		slots.set(name, meta.EmptyTree)
+		slots.Set(name, meta.EmptyTree)
 		base := filepath.Join(dir, "work", name)
 		os.RemoveAll(base)
 		s := &slot{w: w, name: name, out: filepath.Join(base, "out"), base: base}
@@ -185,7 +185,7 @@ func Run(ctx context.Context, o Options) error {
 type worker struct {
 	o     Options
 	dir   string
-	slots *slotTable
+	slots *pipeline.SlotTable
 	all   []*slot
 
 	imagesMu sync.Mutex
@@ -238,36 +238,4 @@ func (w *worker) ensureImage(ctx context.Context, name string) error {
 	}
 	w.images[full] = want
 	return nil
-}
-
-// slotTable is the Trees of the worker's mount: each slot's name and the
-// view of the datum it runs now.
-type slotTable struct {
-	mu    sync.RWMutex
-	roots map[string]meta.Hash
-}
-
-func newSlotTable() *slotTable { return &slotTable{roots: make(map[string]meta.Hash)} }
-
-func (t *slotTable) Tree(name string) (meta.Hash, bool) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	h, ok := t.roots[name]
-	return h, ok
-}
-
-func (t *slotTable) Names() []string {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	out := make([]string, 0, len(t.roots))
-	for n := range t.roots {
-		out = append(out, n)
-	}
-	return out
-}
-
-func (t *slotTable) set(name string, root meta.Hash) {
-	t.mu.Lock()
-	t.roots[name] = root
-	t.mu.Unlock()
 }
