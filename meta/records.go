@@ -168,8 +168,9 @@ func (db *DB) ApplyTree(base Hash, cs []Change) (Hash, error) {
 }
 
 // builtKept bounds how long noteBuilt remembers a root, whatever gc's
-// grace: an owner pins or commits a tree within seconds of building it.
-const builtKept = 24 * time.Hour
+// grace: an owner pins or commits a tree within seconds of building it,
+// and a bound keeps the map to about an hour's builds.
+const builtKept = time.Hour
 
 func (db *DB) noteBuilt(root Hash) {
 	if root == EmptyTree {
