@@ -83,3 +83,25 @@ func TestLocation(t *testing.T) {
 		t.Errorf("Location of an S3 store = %+v, want %+v", got, want)
 	}
 }
+
+// A first start whose S3 store fails to open leaves the data dir new: the
+// next start may still choose S3 (or the dir).
+func TestBackendFailedFirstOpen(t *testing.T) {
+	srv := s3test.Start(t)
+	dir := t.TempDir()
+	url := "s3://" + s3test.Bucket + "/first?endpoint=" + srv.Endpoint + "&insecure=1"
+	t.Setenv("AWS_ACCESS_KEY_ID", s3test.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+	if _, err := Open(dir, Options{Chunks: url}); err == nil {
+		t.Fatal("opening with a wrong secret succeeded")
+	}
+	t.Setenv("AWS_SECRET_ACCESS_KEY", s3test.SecretKey)
+	s, err := Open(dir, Options{Chunks: url})
+	if err != nil {
+		t.Fatalf("second start with the right secret: %v", err)
+	}
+	if loc := s.Location(); loc.Type != "s3" {
+		t.Errorf("store location %+v, want s3", loc)
+	}
+	s.Close()
+}

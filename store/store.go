@@ -64,15 +64,15 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
 	}
 	var cfg chunk.Config
-	fresh := false // a new data dir, which may choose its chunk backend
+	// A new data dir (no chunk config yet) may choose its chunk backend.
+	// Its chunk config is written only once the backend has opened and
+	// been recorded, so a first start that fails (a wrong secret, an
+	// unreachable bucket) leaves it new, free to choose again.
+	fresh := false
 	switch err := db.GetConfig("chunk", &cfg); {
 	case errors.Is(err, fs.ErrNotExist):
 		fresh = true
 		if cfg, err = chunk.NewConfig(); err != nil {
-			db.Close()
-			return nil, err
-		}
-		if err := db.SetConfig("chunk", cfg); err != nil {
 			db.Close()
 			return nil, err
 		}
@@ -84,6 +84,12 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("data dir %s: %w", dir, err)
+	}
+	if fresh {
+		if err := db.SetConfig("chunk", cfg); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	cs, err := chunk.NewStore(cfg, db.Chunks(), large)
 	if err != nil {
