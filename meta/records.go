@@ -151,6 +151,11 @@ func (db *DB) BuildTree(cs []Change) (Hash, error) {
 
 // ApplyTree is BuildTree starting from the tree at base.
 func (db *DB) ApplyTree(base Hash, cs []Change) (Hash, error) {
+	// Under db.mu, as every writer: SweepNodes holds it from marking to
+	// deleting, so a tree is either built before (and noted, so marked)
+	// or after the sweep (and then writes every node it needs).
+	db.mu.Lock()
+	defer db.mu.Unlock()
 	b := db.pdb.NewBatch()
 	w := &treeWriter{db: db, b: b, nodes: make(map[Hash]*node)}
 	root, err := w.applyChanges(base, cs)
@@ -192,8 +197,12 @@ func (db *DB) noteBuilt(root Hash) {
 	db.built[root] = now
 }
 
-// builtSince calls fn with every root ApplyTree made at or after t.
+// builtSince calls fn with every root ApplyTree made at or after t, and
+// within builtKept: the roots are kept in memory, for that long at most.
 func (db *DB) builtSince(t time.Time, fn func(Hash) error) error {
+	if oldest := time.Now().Add(-builtKept); t.Before(oldest) {
+		t = oldest
+	}
 	db.builtMu.Lock()
 	var roots []Hash
 	for h, at := range db.built {
