@@ -259,7 +259,7 @@ func (c *Controller) runDatums(ctx context.Context, pl *pool, p *pipelineRec, j 
 			}
 		}()
 	}
-	lost := make([]int, len(ds))
+	lost := make([]lostBy, len(ds))
 	claims, stopClaims := context.WithCancel(ctx)
 	defer stopClaims()
 	wg.Add(1)

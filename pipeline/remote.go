@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,12 +31,26 @@ import (
 // heartbeat.
 const DefaultLease = 10 * time.Second
 
-// maxLost is how many times remote workers may lose one datum in a job
-// (its lease ran out, or a worker gave it back with Fault set) before the
-// datum fails: a datum that kills every worker it runs on must not go
-// round for ever. A worker that gives a datum back because it stops does
-// not count.
+// maxLost is how many worker hosts may lose one datum in a job (its lease
+// ran out, or a worker gave it back with Fault set) before the datum
+// fails: a datum that kills every worker it runs on must not go round for
+// ever. A worker that gives a datum back because it stops does not count.
 const maxLost = 3
+
+// lostBy is the hosts that lost one datum in a job. The slots of one host
+// (NAME-0, NAME-1, ...) count once: a broken host giving a datum back
+// from several slots must not fail it alone.
+type lostBy map[string]bool
+
+// workerHost is the host part of a worker's slot name NAME-N.
+func workerHost(worker string) string {
+	if i := strings.LastIndexByte(worker, '-'); i > 0 {
+		if _, err := strconv.Atoi(worker[i+1:]); err == nil {
+			return worker[:i]
+		}
+	}
+	return worker
+}
 
 var _ api.Workers = (*Controller)(nil)
 
@@ -432,7 +448,7 @@ type handBack struct {
 // hand out); each handed datum ends with one handBack. The goroutines it
 // starts are counted in wg.
 func (c *Controller) dispatchRemote(ctx, claims context.Context, wg *sync.WaitGroup, next <-chan int, back chan<- handBack,
-	finish func(i int, err error), p *pipelineRec, j *jobRec, ds []*datum.Datum, recs []*api.Datum, lost []int) {
+	finish func(i int, err error), p *pipelineRec, j *jobRec, ds []*datum.Datum, recs []*api.Datum, lost []lostBy) {
 	for {
 		cl := c.hub.takeWaiter(claims)
 		if cl == nil {
@@ -539,7 +555,7 @@ func (c *Controller) closeTask(t *task) {
 // records the datum's outcome in rec, as runDatum does for a local one.
 // requeue says the datum must run again (the lease ran out, or the worker
 // gave it back); err is set when the datum failed for good.
-func (c *Controller) awaitTask(ctx context.Context, t *task, p *pipelineRec, j *jobRec, d *datum.Datum, rec *api.Datum, lost *int) (requeue bool, err error) {
+func (c *Controller) awaitTask(ctx context.Context, t *task, p *pipelineRec, j *jobRec, d *datum.Datum, rec *api.Datum, lost *lostBy) (requeue bool, err error) {
 	defer c.closeTask(t)
 	start := time.Now()
 	now := start.UTC()
@@ -580,21 +596,24 @@ func (c *Controller) awaitTask(ctx context.Context, t *task, p *pipelineRec, j *
 		return false, nil // the job's own error says why
 	}
 	why := "gave it back"
+	if *lost == nil {
+		*lost = lostBy{}
+	}
 	switch {
 	case e.res.State == taskExpired:
-		*lost++
+		(*lost)[workerHost(t.worker)] = true
 		why = fmt.Sprintf("did not renew its lease (%s)", c.hub.lease)
 	case e.res.Fault:
 		// The worker could not run it; the datum may be what broke it.
-		*lost++
+		(*lost)[workerHost(t.worker)] = true
 		why = "could not run it: " + e.res.Error
 	case e.res.Error != "":
 		why += ": " + e.res.Error
 	}
 	fmt.Fprintf(t.logw, "--- datum %s: remote worker %s %s; the datum runs again\n", d.ID, t.worker, why)
-	if *lost >= maxLost {
+	if n := len(*lost); n >= maxLost {
 		rec.State = api.DatumFailed
-		rec.Error = fmt.Sprintf("%d remote workers lost this datum (the last, %s, %s)", *lost, t.worker, why)
+		rec.Error = fmt.Sprintf("%d remote workers lost this datum (the last, %s, %s)", n, t.worker, why)
 		return false, fmt.Errorf("datum %s: %s", d.ID, rec.Error)
 	}
 	rec.State, rec.Worker, rec.Started = api.DatumPending, "", nil

@@ -393,29 +393,31 @@ func TestRemoteReleaseWithFault(t *testing.T) {
 	if _, err := c.CreatePipelines(ctx, []byte(remoteSpec), false, false); err != nil {
 		t.Fatal(err)
 	}
-	release := func(res api.TaskResult) *api.Task {
+	release := func(worker string, res api.TaskResult) *api.Task {
 		t.Helper()
-		task, err := cl.ClaimTask(ctx, api.ClaimRequest{Worker: "w-0", Wait: 5 * time.Second})
+		task, err := cl.ClaimTask(ctx, api.ClaimRequest{Worker: worker, Wait: 5 * time.Second})
 		if err != nil || task == nil {
 			t.Fatalf("claim: %+v, %v", task, err)
 		}
-		res.Worker, res.State = "w-0", api.TaskReleased
+		res.Worker, res.State = worker, api.TaskReleased
 		if err := cl.FinishTask(ctx, task.ID, res); err != nil {
 			t.Fatal(err)
 		}
 		return task
 	}
 	for range 4 {
-		release(api.TaskResult{Error: "the worker stopped"})
+		release("w-0", api.TaskResult{Error: "the worker stopped"})
 	}
-	for range 2 {
-		release(api.TaskResult{Error: "start a container: no space left on device", Fault: true})
+	// Three slots of one broken host count as one host losing it.
+	full := api.TaskResult{Error: "start a container: no space left on device", Fault: true}
+	for _, w := range []string{"a-0", "a-1", "a-2", "b-0"} {
+		release(w, full)
 	}
 	jobs, _ := c.ListJobs(ctx, "p", 0)
 	if j, err := c.InspectJob(ctx, jobs[0].ID); err != nil || j.State != api.JobRunning {
-		t.Fatalf("after four stops and two faults: %+v, %v; want the job running", j, err)
+		t.Fatalf("after four stops and faults on two hosts: %+v, %v; want the job running", j, err)
 	}
-	task := release(api.TaskResult{Error: "start a container: no space left on device", Fault: true})
+	task := release("c-0", full)
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	j, err := c.WaitJob(wctx, task.Job)
