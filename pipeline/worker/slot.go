@@ -236,7 +236,7 @@ func (s *slot) exec(ctx context.Context, t *api.Task, logw io.Writer) api.TaskRe
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return api.TaskResult{State: api.TaskReleased}
-	case errors.Is(err, meta.ErrNotExist):
+	case errors.Is(err, errNoImage):
 		// The pipeline's image is not on the daemon: every worker
 		// would fail alike, and the message says how to fix it.
 		fmt.Fprintf(logw, "--- datum %s on %s: %v\n", t.Datum, s.name, err)

@@ -192,6 +192,10 @@ type worker struct {
 	images   map[string]string // full image name -> digest known to match the daemon's
 }
 
+// errNoImage is wrapped by ensureImage's error when the daemon does not
+// have the image either: no worker could run the datum.
+var errNoImage = fmt.Errorf("no such image: %w", meta.ErrNotExist)
+
 // ensureImage makes the image the daemon calls name present here, with
 // the daemon's digest, importing it from the daemon when it is missing or
 // differs.
@@ -213,7 +217,7 @@ func (w *worker) ensureImage(ctx context.Context, name string) error {
 		}
 	}
 	if want == "" {
-		return fmt.Errorf("image %s is not on the daemon: import it there with 'strata image import': %w", full, meta.ErrNotExist)
+		return fmt.Errorf("image %s is not on the daemon: import it there with 'strata image import': %w", full, errNoImage)
 	}
 	if w.images[full] == want {
 		return nil
