@@ -181,6 +181,19 @@ func TestRunImageImportFails(t *testing.T) {
 	}
 }
 
+// An image the daemon does not have either fails the datum: every worker
+// would fail alike.
+func TestRunImageNotOnDaemon(t *testing.T) {
+	d := &fakeDaemon{}
+	s := testSlot(t, d, &fakeExec{})
+	task := testTask()
+	task.Image = "no-such-image"
+	s.run(context.Background(), task, time.Now())
+	if len(d.results) != 1 || d.results[0].State != api.TaskFailure || d.results[0].Fault || !strings.Contains(d.results[0].Error, "not on the daemon") {
+		t.Errorf("reports: %+v; want a failure naming the missing image", d.results)
+	}
+}
+
 type digestImages struct {
 	fakeImages
 	digest string
