@@ -23,6 +23,7 @@ type mountOptions struct {
 	cacheMB    int64
 	s3Endpoint string
 	s3Region   string
+	store      string
 }
 
 func mountCmd(g *globals) *cobra.Command {
@@ -53,7 +54,9 @@ S3 refuses them, every chunk comes through the daemon. One line on stderr
 says which.
 
 Without a daemon, 'strata mount DIR --data DATA' serves the data directory
-itself, writable, like the daemon's /pfs ('strata up --mount DIR').`,
+itself, writable, like the daemon's /pfs ('strata up --mount DIR'); a data
+directory whose chunks are in S3 needs the same --store (and --s3-endpoint,
+--s3-region) as 'strata up'.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			addr := g.server
@@ -78,8 +81,9 @@ itself, writable, like the daemon's /pfs ('strata up --mount DIR').`,
 	c.Flags().StringVar(&o.data, "data", api.DefaultDataDir(), "data directory (when no daemon runs on it, it is served directly)")
 	c.Flags().DurationVar(&o.idle, "idle", 30*time.Second, "without a daemon: finish a branch's open commit after this long without writes (negative: never)")
 	c.Flags().Int64Var(&o.cacheMB, "cache-mb", remote.DefaultChunkCache>>20, "through a daemon: MiB of chunks kept in memory")
-	c.Flags().StringVar(&o.s3Endpoint, "s3-endpoint", "", "through a daemon with chunks in S3: reach the bucket at this `URL` (default: the daemon's endpoint)")
-	c.Flags().StringVar(&o.s3Region, "s3-region", "", "through a daemon with chunks in S3: the bucket's region (default: the daemon's)")
+	c.Flags().StringVar(&o.s3Endpoint, "s3-endpoint", "", "with chunks in S3: reach the bucket at this `URL` (default: the daemon's endpoint, or AWS_ENDPOINT_URL)")
+	c.Flags().StringVar(&o.s3Region, "s3-region", "", "with chunks in S3: the bucket's region (default: the daemon's, or AWS_REGION)")
+	c.Flags().StringVar(&o.store, "store", "", "without a daemon: where the data directory's large chunks are, as for 'strata up --store' (s3://BUCKET/PREFIX)")
 	return c
 }
 
@@ -88,7 +92,7 @@ func runMount(ctx context.Context, o *mountOptions, dir string) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(data, store.Options{})
+	st, err := store.Open(data, store.Options{Chunks: o.store, S3Endpoint: o.s3Endpoint, S3Region: o.s3Region})
 	if err != nil {
 		return err
 	}

@@ -179,6 +179,15 @@ func TestS3RemoteMount(t *testing.T) {
 		})
 	}
 	d.stop()
+
+	// Without a daemon, mount --data serves the data dir itself, given
+	// the store it was made with.
+	m := startRemoteMount(t, mnt, []string{"STRATA_ADDR=", "STRATA_TOKEN="}, "--data", data,
+		"--store", "s3://"+s3test.Bucket+"/remote", "--s3-endpoint", "http://"+srv.Endpoint)
+	if got := fileSum(t, filepath.Join(mnt, "data@main", "big.bin")); got != wantSum {
+		t.Errorf("sha256 of big.bin through mount --data = %s, want %s", got, wantSum)
+	}
+	m.stop(syscall.SIGTERM)
 }
 
 // TestS3DownMidPut: a put while the S3 server is down fails with an error
