@@ -76,20 +76,17 @@ func openLarge(dir string, db *meta.DB, o Options, fresh bool) (chunk.Backend, L
 		}
 		want = backendRecord{Type: "s3", URL: cfg.URL()}
 	}
-	var have backendRecord
+	have := want // what a new data dir records, once the backend opens
 	record := false
 	switch err := db.GetConfig("chunk-backend", &have); {
 	case errors.Is(err, fs.ErrNotExist) && !fresh:
-		have, record = backendRecord{Type: "dir"}, true
-		if have != want {
-			return nil, Location{}, fmt.Errorf("its large chunks are in %s, not %s; start with --store %s: %w",
-				have, want, storeFlag(have), meta.ErrInvalid)
-		}
+		have, record = backendRecord{Type: "dir"}, true // made before backends were recorded
 	case errors.Is(err, fs.ErrNotExist):
-		record = true // once the backend opens, so a typo is not recorded
+		have, record = want, true // once the backend opens, so a typo is not recorded
 	case err != nil:
 		return nil, Location{}, fmt.Errorf("read chunk backend config: %w", err)
-	case have != want:
+	}
+	if have != want {
 		return nil, Location{}, fmt.Errorf("its large chunks are in %s, not %s; start with --store %s: %w",
 			have, want, storeFlag(have), meta.ErrInvalid)
 	}
