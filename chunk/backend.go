@@ -54,6 +54,18 @@ type Syncer interface {
 	Sync(ctx context.Context) error
 }
 
+// Local is implemented by backends whose blobs are on this machine's own
+// disk or in its memory, where Local returns true. The Store checks a
+// sealed blob from such a backend by its CRC-32C instead of re-hashing the
+// plaintext: the checksum catches what goes wrong on a local disk (bit
+// rot, a torn or misplaced file), and whoever could forge a blob there
+// could as well rewrite the metadata that names it, so the SHA-256 would
+// add no protection. Blobs from any other backend (S3, which others may
+// write to) are verified by their hash. Store.Verify (fsck) always hashes.
+type Local interface {
+	Local() bool
+}
+
 // Cache is implemented by backends that keep local copies of blobs held
 // elsewhere (a cache in front of S3). The Store verifies every blob it
 // reads; when a copy fails that check it calls Evict and reads the blob

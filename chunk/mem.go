@@ -21,7 +21,11 @@ type memBlob struct {
 var (
 	_ Backend = (*Mem)(nil)
 	_ Toucher = (*Mem)(nil)
+	_ Local   = (*Mem)(nil)
 )
+
+// Local reports true: a Mem is in this process.
+func (m *Mem) Local() bool { return true }
 
 // NewMem returns an empty Mem.
 func NewMem() *Mem { return &Mem{blobs: make(map[ID]memBlob)} }

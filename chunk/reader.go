@@ -133,6 +133,30 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
+// Slice returns the n bytes at off (fewer at the end of the file) without
+// copying them, if one chunk holds them all, or nil if they span chunks.
+// Like ReadAt it is safe for concurrent use; the result must not be
+// modified.
+func (r *Reader) Slice(off int64, n int) ([]byte, error) {
+	if off < 0 {
+		return nil, fmt.Errorf("chunk reader: offset %d: %w", off, fs.ErrInvalid)
+	}
+	if off >= r.Size() || n <= 0 {
+		return nil, io.EOF
+	}
+	i := r.find(off)
+	end := min(off+int64(n), r.Size())
+	if end > r.ends[i] {
+		return nil, nil
+	}
+	data, err := r.chunk(i, i)
+	if err != nil {
+		return nil, err
+	}
+	s := off - r.start(i)
+	return data[s : s+end-off : s+end-off], nil
+}
+
 // WriteTo writes the file from the current offset on, chunk by chunk,
 // without copying.
 func (r *Reader) WriteTo(w io.Writer) (int64, error) {

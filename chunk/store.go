@@ -69,9 +69,11 @@ func NewStore(cfg Config, small, large Backend) (*Store, error) {
 		work:     make(chan struct{}, 2*p),
 		inflight: make(chan struct{}, 4*p+2),
 	}
+	// Room for the codec byte before a chunk and its seal after: a chunk
+	// stored raw is written from the buffer it was cut in.
 	s.bufs.New = func() any { b := make([]byte, 0, 1+cfg.MaxSize); return &b }
 	s.smallBufs.New = func() any { b := make([]byte, 0, 1+smallBuf); return &b }
-	s.encBufs.New = func() any { b := make([]byte, 0, 1+s2.MaxEncodedLen(int(cfg.MaxSize))); return &b }
+	s.encBufs.New = func() any { b := make([]byte, 0, 1+s2.MaxEncodedLen(int(cfg.MaxSize))+sealLen); return &b }
 	return s, nil
 }
 
@@ -97,13 +99,14 @@ func (s *Store) backends() []Backend {
 // already holds is not written again, only touched, so garbage collection
 // sees it as recent.
 func (s *Store) Put(ctx context.Context, data []byte) (Ref, error) {
-	b := make([]byte, 1+len(data))
+	b := make([]byte, 1+len(data), 1+len(data)+sealLen)
 	copy(b[1:], data)
 	return s.put(ctx, b)
 }
 
 // put stores the plaintext b[1:]; b[0] is room for the codec byte, so that
-// raw chunks are stored without a copy.
+// raw chunks are stored without a copy (the seal is appended in place if b
+// has the capacity).
 func (s *Store) put(ctx context.Context, b []byte) (Ref, error) {
 	data := b[1:]
 	if uint64(len(data)) > math.MaxUint32 {
@@ -145,21 +148,22 @@ func (s *Store) put(ctx context.Context, b []byte) (Ref, error) {
 			blob = c
 		}
 	}
-	if err := be.Put(ctx, ref.ID, blob); err != nil {
+	if err := be.Put(ctx, ref.ID, seal(ref.ID, blob)); err != nil {
 		return Ref{}, fmt.Errorf("put chunk %s: %w", ref.ID, err)
 	}
 	return ref, nil
 }
 
-// Get returns the plaintext of the chunk ref names, verified against the
-// ID. ref.Size routes to the small or large backend and must be right.
+// Get returns the plaintext of the chunk ref names, verified: by its seal
+// if it comes sealed from a Local backend, else against its ID. ref.Size
+// routes to the small or large backend and must be right.
 func (s *Store) Get(ctx context.Context, ref Ref) ([]byte, error) {
 	be := s.backend(int(ref.Size))
 	blob, err := be.Get(ctx, ref.ID)
 	if err != nil {
 		return nil, fmt.Errorf("get chunk %s: %w", ref.ID, err)
 	}
-	data, err := Decode(ref, blob)
+	data, err := decodeRef(ref, blob, !isLocal(be))
 	if c, ok := be.(Cache); ok && errors.Is(err, ErrCorrupt) {
 		// A damaged local copy: drop it and read the source once more.
 		if eerr := c.Evict(ctx, ref.ID); eerr != nil {
@@ -168,9 +172,15 @@ func (s *Store) Get(ctx context.Context, ref Ref) ([]byte, error) {
 		if blob, err = be.Get(ctx, ref.ID); err != nil {
 			return nil, fmt.Errorf("get chunk %s: %w", ref.ID, err)
 		}
-		data, err = Decode(ref, blob)
+		data, err = decodeRef(ref, blob, !isLocal(be))
 	}
 	return data, err
+}
+
+// isLocal reports whether be is a Local backend that says so.
+func isLocal(be Backend) bool {
+	l, ok := be.(Local)
+	return ok && l.Local()
 }
 
 // Decode returns the plaintext of blob, the stored form of ref's chunk as
@@ -179,7 +189,13 @@ func (s *Store) Get(ctx context.Context, ref Ref) ([]byte, error) {
 // a backend themselves (a remote mount reading S3 directly) decode with
 // it, so they verify exactly as the Store does. The result may alias blob.
 func Decode(ref Ref, blob []byte) ([]byte, error) {
-	data, err := open(ref.ID, blob, int(ref.Size))
+	return decodeRef(ref, blob, true)
+}
+
+// decodeRef is Decode; without hash, a sealed blob is checked by its seal
+// only.
+func decodeRef(ref Ref, blob []byte, hash bool) ([]byte, error) {
+	data, err := open(ref.ID, blob, int(ref.Size), hash)
 	if err == nil && len(data) != int(ref.Size) {
 		err = fmt.Errorf("chunk %s: %d bytes, ref says %d: %w", ref.ID, len(data), ref.Size, ErrCorrupt)
 	}
@@ -191,13 +207,19 @@ func Decode(ref Ref, blob []byte) ([]byte, error) {
 // smallLimit.
 func IsLarge(size uint32, smallLimit int) bool { return int64(size) >= int64(smallLimit) }
 
-// open decodes and verifies a stored chunk of at most limit bytes.
-func open(id ID, blob []byte, limit int) ([]byte, error) {
-	data, err := decode(blob, limit)
+// open decodes and verifies a stored chunk of at most limit bytes: by its
+// seal if it has one, and by the hash of its plaintext if hash is set or
+// it has none.
+func open(id ID, blob []byte, limit int, hash bool) ([]byte, error) {
+	body, sealed, err := unseal(id, blob)
+	if err == nil {
+		body, err = decode(body, limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("chunk %s: %w: %w", id, ErrCorrupt, err)
 	}
-	if Sum(data) != id {
+	data := body
+	if (hash || !sealed) && Sum(data) != id {
 		return nil, fmt.Errorf("chunk %s: hash mismatch: %w", id, ErrCorrupt)
 	}
 	return data, nil
@@ -231,7 +253,7 @@ func (s *Store) Verify(ctx context.Context, fn func(id ID, err error)) error {
 				for id := range ids {
 					blob, err := be.Get(ctx, id)
 					if err == nil {
-						_, err = open(id, blob, math.MaxInt)
+						_, err = open(id, blob, math.MaxInt, true)
 					} else {
 						err = fmt.Errorf("get chunk %s: %w", id, err)
 					}

@@ -3,8 +3,10 @@ package chunk_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -12,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -207,8 +210,8 @@ func TestRoundTrip(t *testing.T) {
 			}
 			stored := storedSize(t, be)
 			switch tc.name {
-			case "random20M": // stored raw: one codec byte per chunk
-				if want := int64(len(tc.data) + len(refs)); stored != want {
+			case "random20M": // stored raw: a codec byte and a seal per chunk
+				if want := int64(len(tc.data) + len(refs)*blobOverhead); stored != want {
 					t.Errorf("stored %d bytes, want %d", stored, want)
 				}
 			case "text20M":
@@ -233,19 +236,20 @@ func TestCodecs(t *testing.T) {
 			}
 			stored := storedSize(t, be)
 			if codec == "none" {
-				if stored != int64(len(text)+len(refs)) {
+				if stored != int64(len(text)+len(refs)*blobOverhead) {
 					t.Errorf("stored %d bytes for %d bytes in %d chunks uncompressed", stored, len(text), len(refs))
 				}
 			} else if stored > int64(len(text))/2 {
 				t.Errorf("text stored in %d bytes, want at most half of %d", stored, len(text))
 			}
 
-			// Incompressible data is stored raw: one codec byte per chunk.
+			// Incompressible data is stored raw: a codec byte and a seal
+			// per chunk.
 			be2 := chunk.NewMem()
 			s2 := newStore(t, testConfig(codec), be2, be2)
 			refs = write(t, s2, random)
-			if stored := storedSize(t, be2); stored != int64(len(random)+len(refs)) {
-				t.Errorf("random: stored %d bytes, want %d", stored, len(random)+len(refs))
+			if stored, want := storedSize(t, be2), int64(len(random)+len(refs)*blobOverhead); stored != want {
+				t.Errorf("random: stored %d bytes, want %d", stored, want)
 			}
 			if got := readAll(t, s2, refs); !bytes.Equal(got, random) {
 				t.Fatal("random: read back differs")
@@ -568,8 +572,8 @@ func TestSweep(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n != 1 || bytes != 1+200<<10 {
-				t.Errorf("Sweep = %d chunks, %d bytes; want 1, %d", n, bytes, 1+200<<10)
+			if n != 1 || bytes != blobOverhead+200<<10 {
+				t.Errorf("Sweep = %d chunks, %d bytes; want 1, %d", n, bytes, blobOverhead+200<<10)
 			}
 			if _, err := s.Get(ctx, oldGone); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("old unreferenced chunk: %v, want fs.ErrNotExist", err)
@@ -660,6 +664,34 @@ func TestReader(t *testing.T) {
 		})
 	}
 	wg.Wait()
+
+	// Slice: the bytes without a copy within a chunk, nil across chunks.
+	r = s.NewReader(ctx, refs)
+	for _, tc := range []struct {
+		off    int64
+		n      int
+		within bool
+	}{
+		{0, 100, true},
+		{bounds[0] - 100, 100, true},
+		{bounds[0] - 100, 101, false},
+		{bounds[2], int(refs[3].Size), true},
+		{bounds[len(bounds)-1] + 5, 10 << 20, true}, // the short end of the file
+		{int64(len(data)) - 1, 1, true},
+	} {
+		b, err := r.Slice(tc.off, tc.n)
+		switch {
+		case err != nil:
+			t.Errorf("Slice(%d, %d): %v", tc.off, tc.n, err)
+		case !tc.within && b != nil:
+			t.Errorf("Slice(%d, %d) across chunks = %d bytes, want nil", tc.off, tc.n, len(b))
+		case tc.within && !bytes.Equal(b, data[tc.off:min(tc.off+int64(tc.n), int64(len(data)))]):
+			t.Errorf("Slice(%d, %d) = %d bytes, differs from the file", tc.off, tc.n, len(b))
+		}
+	}
+	if b, err := r.Slice(int64(len(data)), 1); b != nil || err != io.EOF {
+		t.Errorf("Slice at the end = %d bytes, %v; want nil, EOF", len(b), err)
+	}
 
 	if n, err := s.NewReader(ctx, nil).Read(make([]byte, 10)); n != 0 || err != io.EOF {
 		t.Errorf("empty file: Read = %d, %v; want 0, EOF", n, err)
@@ -831,6 +863,111 @@ func TestReaderKeep(t *testing.T) {
 	for i, ref := range refs {
 		if n := cg.n[ref.ID]; n != 1 {
 			t.Errorf("chunk %d fetched %d times, want once", i, n)
+		}
+	}
+}
+
+// blobOverhead is what storing a chunk raw adds: the codec byte and the
+// seal.
+const blobOverhead = 1 + 4
+
+// sealed returns the stored form of plaintext raw under id, sealed.
+func sealed(id chunk.ID, raw []byte) []byte {
+	blob := append([]byte{0x80}, raw...)
+	sum := crc32.Update(crc32.Checksum(id[:], crc32.MakeTable(crc32.Castagnoli)), crc32.MakeTable(crc32.Castagnoli), blob)
+	return binary.LittleEndian.AppendUint32(blob, sum)
+}
+
+// remote is a Backend that does not say it is Local.
+type remote struct{ chunk.Backend }
+
+// TestSeal: blobs from a Local backend are checked by their seal, which
+// catches damage and a blob under another chunk's name; blobs from
+// elsewhere, blobs from before seals, and fsck are checked by the hash.
+func TestSeal(t *testing.T) {
+	dir := newDir(t)
+	s := newStore(t, testConfig("none"), dir, dir)
+	const size = 300 << 10 // one chunk each
+	a, b := write(t, s, randomBytes(90, size))[0], write(t, s, randomBytes(91, size))[0]
+	blob, err := os.ReadFile(dir.Path(a.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := size + blobOverhead; len(blob) != want || blob[0] != 0x80 {
+		t.Fatalf("stored blob: %d bytes, codec byte %#x; want %d bytes, 0x80 (raw, sealed)", len(blob), blob[0], want)
+	}
+	if !bytes.Equal(blob, sealed(a.ID, randomBytes(90, size))) {
+		t.Fatal("the stored blob is not the codec byte, the plaintext and the CRC-32C of the ID and both")
+	}
+	writeBlob := func(id chunk.ID, blob []byte) {
+		t.Helper()
+		if err := os.WriteFile(dir.Path(id), blob, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	corrupt := func(what string, ref chunk.Ref, be chunk.Backend) {
+		t.Helper()
+		st := newStore(t, testConfig("none"), be, be)
+		if _, err := st.Get(ctx, ref); !errors.Is(err, chunk.ErrCorrupt) {
+			t.Errorf("%s: Get = %v, want ErrCorrupt", what, err)
+		}
+	}
+
+	// A sealed blob under another chunk's name, same size.
+	writeBlob(b.ID, blob)
+	corrupt("a's blob under b's name", b, dir)
+	corrupt("a's blob under b's name, not Local", b, remote{dir})
+
+	// A blob whose seal matches altered plaintext: only hashing sees it.
+	forged := randomBytes(90, size)
+	forged[7] ^= 1
+	writeBlob(b.ID, sealed(b.ID, forged))
+	corrupt("forged blob with a valid seal, not Local", b, remote{dir})
+
+	// A blob from before seals: the hash checks it on every read.
+	writeBlob(a.ID, append([]byte{0}, randomBytes(90, size)...))
+	if got, err := s.Get(ctx, a); err != nil || !bytes.Equal(got, randomBytes(90, size)) {
+		t.Fatalf("unsealed blob: %d bytes, %v", len(got), err)
+	}
+	writeBlob(a.ID, append([]byte{0}, forged...))
+	corrupt("unsealed blob, damaged", a, dir)
+
+	// fsck hashes everything.
+	seen := map[chunk.ID]error{}
+	if err := s.Verify(ctx, func(id chunk.ID, err error) { seen[id] = err }); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []chunk.ID{a.ID, b.ID} {
+		if !errors.Is(seen[id], chunk.ErrCorrupt) {
+			t.Errorf("Verify(%s) = %v, want ErrCorrupt", id, seen[id])
+		}
+	}
+}
+
+// TestDirBuffered: a Dir on a file system without O_DIRECT (tmpfs) reads
+// buffered.
+func TestDirBuffered(t *testing.T) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/dev/shm", &st); err != nil || st.Type != 0x01021994 {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no tmpfs at /dev/shm (%v)", err)
+		}
+		t.Skip("no tmpfs at /dev/shm")
+	}
+	root, err := os.MkdirTemp("/dev/shm", "strata-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	dir, err := chunk.NewDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t, testConfig("none"), dir, dir)
+	data := randomBytes(92, 3<<20+4097)
+	for range 2 { // the second read knows O_DIRECT is refused
+		if got := readAll(t, s, write(t, s, data)); !bytes.Equal(got, data) {
+			t.Fatal("read back differs")
 		}
 	}
 }

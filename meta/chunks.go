@@ -29,7 +29,11 @@ var (
 	_ chunk.Backend = (*ChunkBackend)(nil)
 	_ chunk.Toucher = (*ChunkBackend)(nil)
 	_ chunk.Syncer  = (*ChunkBackend)(nil)
+	_ chunk.Local   = (*ChunkBackend)(nil)
 )
+
+// Local reports true: the database is on this machine's disk.
+func (c *ChunkBackend) Local() bool { return true }
 
 // Chunks returns the small-chunk backend stored in db.
 func (db *DB) Chunks() *ChunkBackend { return &ChunkBackend{db: db} }

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package chunk
+
+func readDirect(string) ([]byte, error) { return nil, errNoDirect }
