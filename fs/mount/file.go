@@ -3,6 +3,7 @@ package mount
 import (
 	"context"
 	"io"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -336,16 +337,35 @@ type fileHandle struct {
 
 // setReader makes the handle read refs.
 func (h *fileHandle) setReader(refs []chunk.Ref) {
+	o := h.f.top.srv.o
 	h.rd = h.f.top.srv.view.NewReader(h.ctx, refs)
-	// Keep what the read-ahead fetched until the reads reach it.
-	h.rd.Keep(h.f.top.srv.o.ReadAheadChunks + 2)
-	h.ra = newReadAhead(h.rd, refs, h.f.top.srv.o.ReadAheadChunks)
+	h.rd.Keep(keepChunks(refs, o.ReadAheadKB, o.ReadAheadChunks))
+	h.ra = newReadAhead(h.rd, refs, o.ReadAheadChunks)
+}
+
+// keepChunks is how many decoded chunks a handle reading refs keeps: the
+// one being read and the one before, the chunks fetched ahead, and as many
+// as the kernel's read-ahead window (raKB) can span at once. The kernel
+// sends the requests of one window concurrently; keeping fewer chunks
+// than they cover evicts fetched chunks before their requests are served,
+// and each is read from the disk again.
+func keepChunks(refs []chunk.Ref, raKB, ahead int) int {
+	smallest := int64(math.MaxInt64)
+	for _, r := range refs[:max(len(refs)-1, 0)] { // the last may be short
+		smallest = min(smallest, int64(r.Size))
+	}
+	window := 0
+	if raKB > 0 && smallest < math.MaxInt64 {
+		window = int((int64(raKB)<<10+smallest-1)/smallest) + 1
+	}
+	return min(2+ahead+window, max(len(refs), 1))
 }
 
 // readAhead fetches the next chunks of a file that is read sequentially,
-// so the chunk after the one being read is decoded and verified by the
-// time the kernel's read-ahead (at most 1 MiB, less than a chunk) asks
-// for it. Random reads fetch only what they cover.
+// so they are decoded and verified by the time the kernel's read-ahead
+// asks for them: with the chunk files read from the disk with O_DIRECT,
+// a few fetches in flight keep it busy. Random reads fetch only what they
+// cover.
 type readAhead struct {
 	rd    *chunk.Reader
 	ends  []int64 // ends[i]: the offset just past chunk i
@@ -423,6 +443,11 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		f.mu.Unlock()
 	}
 	ra.read(off, len(dest))
+	// A request within one chunk (most are: a chunk is larger than a
+	// request) is answered from the decoded chunk, without a copy.
+	if b, err := rd.Slice(off, len(dest)); b != nil || err != nil {
+		return h.result(b, len(b), err)
+	}
 	n, err := rd.ReadAt(dest, off)
 	return h.result(dest, n, err)
 }

@@ -25,12 +25,12 @@ import (
 const (
 	DefaultCommitTimeout = time.Hour
 	DefaultBranchTimeout = time.Second
-	DefaultReadAheadKB   = 1024
+	DefaultReadAheadKB   = 4096
 	DefaultUnmountGrace  = 5 * time.Second
 	// Chunks a sequential reader has fetched ahead: from a store in this
 	// process, and from a Source that fetches over the network, where
 	// each fetch waits on a round trip.
-	DefaultReadAheadChunks       = 2
+	DefaultReadAheadChunks       = 3
 	DefaultRemoteReadAheadChunks = 6
 )
 
@@ -45,11 +45,11 @@ type Options struct {
 	// BranchTimeout is the same for views that follow a branch (default
 	// 1 s): a new commit shows up within this long.
 	BranchTimeout time.Duration
-	// ReadAheadKB is the mount's read_ahead_kb (default 1024; < 0 leaves
+	// ReadAheadKB is the mount's read_ahead_kb (default 4096; < 0 leaves
 	// the kernel's 128).
 	ReadAheadKB int
 	// ReadAheadChunks is how many chunks past the one being read a
-	// sequential reader has fetched (default 2; 6 for MountSource and for
+	// sequential reader has fetched (default 3; 6 for MountSource and for
 	// a store whose large chunks are in S3).
 	ReadAheadChunks int
 	// UnmountGrace is how long Unmount waits for open files to be closed

@@ -1,0 +1,43 @@
+package mount
+
+import (
+	"testing"
+
+	"github.com/strata-data/strata/chunk"
+)
+
+// TestKeepChunks: a handle keeps the chunks the kernel's read-ahead window
+// can span at once, judged by the file's smallest chunk, plus those being
+// read and fetched ahead, but never more than the file has.
+func TestKeepChunks(t *testing.T) {
+	refs := func(sizes ...uint32) []chunk.Ref {
+		var r []chunk.Ref
+		for _, s := range sizes {
+			r = append(r, chunk.Ref{Size: s})
+		}
+		return r
+	}
+	const mib = 1 << 20
+	many := make([]uint32, 100)
+	for i := range many {
+		many[i] = 2 * mib
+	}
+	many[50] = mib / 2
+	many[99] = 10 // the last chunk does not count
+	for _, tc := range []struct {
+		refs        []chunk.Ref
+		raKB, ahead int
+		want        int
+	}{
+		{refs(many...), 4096, 3, 2 + 3 + 8 + 1},
+		{refs(many[:50]...), 4096, 3, 2 + 3 + 2 + 1},
+		{refs(many[:50]...), -1, 3, 2 + 3},
+		{refs(mib, mib, 1), 4096, 3, 3},
+		{refs(5), 4096, 3, 1},
+		{nil, 4096, 3, 1},
+	} {
+		if got := keepChunks(tc.refs, tc.raKB, tc.ahead); got != tc.want {
+			t.Errorf("keepChunks(%d refs, %d KiB, %d ahead) = %d, want %d", len(tc.refs), tc.raKB, tc.ahead, got, tc.want)
+		}
+	}
+}
