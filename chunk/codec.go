@@ -22,11 +22,13 @@ const (
 var codecs = map[string]byte{"none": codecNone, "s2": codecS2, "zstd": codecZstd}
 
 // A sealed blob has flagSealed set on its codec byte and ends with a
-// checksum: the CRC-32C (Castagnoli) of the chunk's ID followed by the rest
-// of the blob, little-endian. Reads from a Local backend check that instead
-// of hashing the plaintext, at a tenth of SHA-256's cost; the ID in the sum
-// catches a whole blob stored under another chunk's name. Blobs from before
-// sealing have no checksum and are always verified by their hash.
+// checksum: the CRC-32C (Castagnoli) of the chunk's ID followed by its
+// plaintext, little-endian. Reads from a Local backend check that instead
+// of hashing the plaintext, at a tenth of SHA-256's cost. Summing the
+// plaintext, not the stored bytes, also catches a codec that went wrong;
+// the ID in the sum catches a blob stored under another chunk's name.
+// Blobs from before sealing have no checksum and are always verified by
+// their hash.
 const (
 	flagSealed byte = 0x80
 	sealLen         = 4
@@ -34,31 +36,30 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func blobSum(id ID, body []byte) uint32 {
-	return crc32.Update(crc32.Checksum(id[:], castagnoli), castagnoli, body)
+// plainSum is a sealed blob's checksum of the chunk id with plaintext data.
+func plainSum(id ID, data []byte) uint32 {
+	return crc32.Update(crc32.Checksum(id[:], castagnoli), castagnoli, data)
 }
 
-// seal marks blob as sealed and appends its checksum, in place when blob
-// has the capacity.
-func seal(id ID, blob []byte) []byte {
+// seal marks blob, the stored form of data, as sealed and appends its
+// checksum, in place when blob has the capacity.
+func seal(id ID, blob, data []byte) []byte {
+	sum := plainSum(id, data) // first: data may alias blob
 	blob[0] |= flagSealed
-	return binary.LittleEndian.AppendUint32(blob, blobSum(id, blob))
+	return binary.LittleEndian.AppendUint32(blob, sum)
 }
 
-// unseal returns blob without its checksum, whether it was sealed, and an
-// error if it was but the checksum does not match.
-func unseal(id ID, blob []byte) (body []byte, sealed bool, err error) {
+// unseal returns blob without its checksum, and the checksum if it is
+// sealed.
+func unseal(blob []byte) (body []byte, sum uint32, sealed bool, err error) {
 	if len(blob) == 0 || blob[0]&flagSealed == 0 {
-		return blob, false, nil
+		return blob, 0, false, nil
 	}
 	if len(blob) < 1+sealLen {
-		return nil, true, fmt.Errorf("sealed blob of %d bytes", len(blob))
+		return nil, 0, true, fmt.Errorf("sealed blob of %d bytes", len(blob))
 	}
 	body = blob[:len(blob)-sealLen]
-	if got, want := blobSum(id, body), binary.LittleEndian.Uint32(blob[len(body):]); got != want {
-		return nil, true, fmt.Errorf("checksum %08x, blob says %08x", got, want)
-	}
-	return body, true, nil
+	return body, binary.LittleEndian.Uint32(blob[len(body):]), true, nil
 }
 
 // sampleSize is how much of a chunk is test-compressed before deciding

@@ -19,12 +19,18 @@
 // # Stored form
 //
 // A stored chunk is one codec byte (0 none, 1 s2, 2 zstd) followed by the
-// payload. The config names the codec for new chunks; reading goes by the
-// byte, so old chunks stay readable when the codec changes. A chunk is
-// compressed only if an 8 KiB sample compresses by 10% and the whole chunk
-// then shrinks, so incompressible data costs a sample, not a compression.
-// Every read is verified: plaintext whose hash is not its ID is an error
-// wrapping ErrCorrupt.
+// payload and a seal: the CRC-32C of the ID and the blob, flagged by the
+// codec byte's top bit. The config names the codec for new chunks; reading
+// goes by the byte, so old chunks stay readable when the codec changes. A
+// chunk is compressed only if an 8 KiB sample compresses by 10% and the
+// whole chunk then shrinks, so incompressible data costs a sample, not a
+// compression.
+//
+// Every read is verified, and a failure is an error wrapping ErrCorrupt.
+// A sealed blob from a Local backend is checked by its seal, at a tenth of
+// the cost of hashing; any other blob (from S3, from before seals, given
+// to Decode) by hashing its plaintext and comparing with its ID, and
+// Verify hashes every blob.
 //
 // # Where chunks live
 //

@@ -71,8 +71,8 @@ func NewStore(cfg Config, small, large Backend) (*Store, error) {
 	}
 	// Room for the codec byte before a chunk and its seal after: a chunk
 	// stored raw is written from the buffer it was cut in.
-	s.bufs.New = func() any { b := make([]byte, 0, 1+cfg.MaxSize); return &b }
-	s.smallBufs.New = func() any { b := make([]byte, 0, 1+smallBuf); return &b }
+	s.bufs.New = func() any { b := make([]byte, 0, 1+cfg.MaxSize+sealLen); return &b }
+	s.smallBufs.New = func() any { b := make([]byte, 0, 1+smallBuf+sealLen); return &b }
 	s.encBufs.New = func() any { b := make([]byte, 0, 1+s2.MaxEncodedLen(int(cfg.MaxSize))+sealLen); return &b }
 	return s, nil
 }
@@ -148,7 +148,7 @@ func (s *Store) put(ctx context.Context, b []byte) (Ref, error) {
 			blob = c
 		}
 	}
-	if err := be.Put(ctx, ref.ID, seal(ref.ID, blob)); err != nil {
+	if err := be.Put(ctx, ref.ID, seal(ref.ID, blob, data)); err != nil {
 		return Ref{}, fmt.Errorf("put chunk %s: %w", ref.ID, err)
 	}
 	return ref, nil
@@ -211,14 +211,17 @@ func IsLarge(size uint32, smallLimit int) bool { return int64(size) >= int64(sma
 // seal if it has one, and by the hash of its plaintext if hash is set or
 // it has none.
 func open(id ID, blob []byte, limit int, hash bool) ([]byte, error) {
-	body, sealed, err := unseal(id, blob)
+	body, sum, sealed, err := unseal(blob)
+	var data []byte
 	if err == nil {
-		body, err = decode(body, limit)
+		data, err = decode(body, limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("chunk %s: %w: %w", id, ErrCorrupt, err)
 	}
-	data := body
+	if sealed && plainSum(id, data) != sum {
+		return nil, fmt.Errorf("chunk %s: checksum mismatch: %w", id, ErrCorrupt)
+	}
 	if (hash || !sealed) && Sum(data) != id {
 		return nil, fmt.Errorf("chunk %s: hash mismatch: %w", id, ErrCorrupt)
 	}

@@ -24,7 +24,7 @@ type Writer struct {
 	s       *Store
 	ctx     context.Context
 	cancel  context.CancelFunc
-	buf     []byte // the current chunk: buf[0] is room for the codec byte, buf[1:] the plaintext so far
+	buf     []byte // the current chunk: buf[0] is room for the codec byte, buf[1:] the plaintext so far, then room for the seal
 	scanned int    // cut candidates up to this length of the current chunk are checked
 	size    int64
 	done    bool
@@ -183,12 +183,12 @@ func (w *Writer) room(n int) []byte {
 	if w.buf == nil {
 		w.buf = w.s.alloc(w.size > 0)
 	}
-	if len(w.buf) == cap(w.buf) { // only a small buffer fills up: a full large one has been cut
+	if len(w.buf) == cap(w.buf)-sealLen { // only a small buffer fills up: a full large one has been cut
 		b := append(w.s.alloc(true), w.buf[1:]...)
 		w.s.free(w.buf)
 		w.buf = b
 	}
-	return w.buf[len(w.buf):min(cap(w.buf), len(w.buf)+min(n, step))]
+	return w.buf[len(w.buf):min(cap(w.buf)-sealLen, len(w.buf)+min(n, step))]
 }
 
 // split cuts off and dispatches every complete chunk in the buffer; with
@@ -275,9 +275,9 @@ func (s *Store) alloc(large bool) []byte {
 func (s *Store) free(b []byte) {
 	b = b[:0]
 	switch cap(b) {
-	case 1 + int(s.cfg.MaxSize):
+	case 1 + int(s.cfg.MaxSize) + sealLen:
 		s.bufs.Put(&b)
-	case 1 + smallBuf:
+	case 1 + smallBuf + sealLen:
 		s.smallBufs.Put(&b)
 	}
 }

@@ -28,7 +28,7 @@ func TestMultipart(t *testing.T) {
 		size  int
 		parts bool
 	}{
-		{chunk.DefaultMaxSize + 1, false}, // the largest stored chunk
+		{chunk.DefaultMaxSize + 1 + 4, false}, // the largest stored chunk: a codec byte and a seal around it
 		{40 << 20, true},
 	} {
 		data := make([]byte, c.size)

@@ -2,10 +2,10 @@
 // VersityGW, Ceph RGW, ...). Objects live under PREFIX/xx/ID, fanned out by
 // the first byte of the ID like chunk.Dir.
 //
-// Each object is one chunk in its stored form (a codec byte and the
-// payload, see chunk.Decode). minio-go uploads a body in a single PUT
-// below its 16 MiB part size and as a multipart upload above it; chunks
-// are at most 8 MiB (chunk.DefaultMaxSize) plus the codec byte, so every
+// Each object is one chunk in its stored form (a codec byte, the payload
+// and a 4-byte checksum, see chunk.Decode). minio-go uploads a body in a
+// single PUT below its 16 MiB part size and as a multipart upload above it;
+// chunks are at most 8 MiB (chunk.DefaultMaxSize) plus 5 bytes, so every
 // chunk is one PUT, and a PUT either stores the whole object or nothing
 // (TestMultipart pins this down). Multipart is taken only by larger blobs,
 // which strata itself does not write.

@@ -3,7 +3,6 @@ package mount
 import (
 	"context"
 	"io"
-	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -340,23 +339,31 @@ func (h *fileHandle) setReader(refs []chunk.Ref) {
 	o := h.f.top.srv.o
 	h.rd = h.f.top.srv.view.NewReader(h.ctx, refs)
 	h.rd.Keep(keepChunks(refs, o.ReadAheadKB, o.ReadAheadChunks))
-	h.ra = newReadAhead(h.rd, refs, o.ReadAheadChunks)
+	h.ra = newReadAhead(h.rd, refs, o.ReadAheadChunks, max(2<<20, int64(o.ReadAheadKB)<<10))
 }
 
 // keepChunks is how many decoded chunks a handle reading refs keeps: the
-// one being read and the one before, the chunks fetched ahead, and as many
-// as the kernel's read-ahead window (raKB) can span at once. The kernel
-// sends the requests of one window concurrently; keeping fewer chunks
-// than they cover evicts fetched chunks before their requests are served,
-// and each is read from the disk again.
+// one being read and the one before, the chunks fetched ahead, and the
+// most that any stretch of the kernel's read-ahead window (raKB) touches.
+// The kernel sends the requests of one window concurrently; keeping fewer
+// chunks than they cover evicts fetched chunks before their requests are
+// served, and each is read from the disk again.
 func keepChunks(refs []chunk.Ref, raKB, ahead int) int {
-	smallest := int64(math.MaxInt64)
-	for _, r := range refs[:max(len(refs)-1, 0)] { // the last may be short
-		smallest = min(smallest, int64(r.Size))
-	}
 	window := 0
-	if raKB > 0 && smallest < math.MaxInt64 {
-		window = int((int64(raKB)<<10+smallest-1)/smallest) + 1
+	if raKB > 0 && len(refs) > 0 {
+		ends := make([]int64, len(refs))
+		var end int64
+		for i, r := range refs {
+			end += int64(r.Size)
+			ends[i] = end
+		}
+		// The window starting at the last byte of chunk i touches the
+		// most chunks of those that start in chunk i.
+		for i := range ends {
+			last := min(ends[i]-1+int64(raKB)<<10-1, end-1)
+			j, _ := slices.BinarySearch(ends, last+1) // the chunk holding last
+			window = max(window, min(j, len(ends)-1)-i+1)
+		}
 	}
 	return min(2+ahead+window, max(len(refs), 1))
 }
@@ -370,16 +377,19 @@ type readAhead struct {
 	rd    *chunk.Reader
 	ends  []int64 // ends[i]: the offset just past chunk i
 	ahead int     // chunks past the current one to fetch (Options.ReadAheadChunks)
+	slack int64   // how far from the last read a read still counts as sequential
 
 	mu      sync.Mutex
 	last    int64 // end of the last read
 	fetched int   // chunks below this index have been asked for
 }
 
-// newReadAhead fetches up to ahead chunks past the current one; the
-// handle's chunk.Reader keeps that many and two more decoded.
-func newReadAhead(rd *chunk.Reader, refs []chunk.Ref, ahead int) *readAhead {
-	ra := &readAhead{rd: rd, ends: make([]int64, len(refs)), ahead: ahead}
+// newReadAhead fetches up to ahead chunks past the current one (the
+// handle's chunk.Reader keeps them, see keepChunks). Reads within slack of
+// where the last one ended count as sequential: the kernel's concurrent
+// read-ahead requests of one window may arrive out of order.
+func newReadAhead(rd *chunk.Reader, refs []chunk.Ref, ahead int, slack int64) *readAhead {
+	ra := &readAhead{rd: rd, ends: make([]int64, len(refs)), ahead: ahead, slack: slack}
 	var end int64
 	for i, r := range refs {
 		end += int64(r.Size)
@@ -389,15 +399,14 @@ func newReadAhead(rd *chunk.Reader, refs []chunk.Ref, ahead int) *readAhead {
 }
 
 // read notes a read of [off, off+n) and starts fetching the next chunks if
-// reads are sequential (within 2 MiB of where the last one ended, as the
-// kernel's concurrent read-ahead requests may arrive out of order).
+// reads are sequential.
 func (ra *readAhead) read(off int64, n int) {
 	if n == 0 || len(ra.ends) < 2 {
 		return
 	}
 	end := off + int64(n)
 	ra.mu.Lock()
-	seq := off >= ra.last-2<<20 && off <= ra.last+2<<20
+	seq := off >= ra.last-ra.slack && off <= ra.last+ra.slack
 	ra.last = end
 	if !seq {
 		ra.mu.Unlock()

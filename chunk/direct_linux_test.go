@@ -1,0 +1,98 @@
+package chunk
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"math/rand/v2"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestDirDirect: Dir reads chunk files of any size with O_DIRECT, and
+// reads them buffered where the file system refuses O_DIRECT (at open or
+// at the first read: remembered) or a read comes back short (not
+// remembered).
+func TestDirDirect(t *testing.T) {
+	ctx := context.Background()
+	blobs := map[ID][]byte{}
+	for _, n := range []int{1, 4095, 4096, 4097, 1<<20 + 3, 3 << 20} {
+		b := make([]byte, n)
+		rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16)}).Read(b)
+		blobs[Sum(b)] = b
+	}
+	newDir := func(t *testing.T) *Dir {
+		d, err := NewDir(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id, b := range blobs {
+			if err := d.Put(ctx, id, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return d
+	}
+	readAll := func(t *testing.T, d *Dir) {
+		t.Helper()
+		for id, want := range blobs {
+			got, err := d.Get(ctx, id)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("Get of %d bytes: %d bytes, %v", len(want), len(got), err)
+			}
+		}
+		if _, err := d.Get(ctx, Sum([]byte("absent"))); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("Get of a missing blob: %v, want fs.ErrNotExist", err)
+		}
+	}
+	hook := func(t *testing.T, open func(string, int, uint32) (int, error), read func(int, []byte) (int, error)) {
+		oldOpen, oldRead := directOpen, directRead
+		t.Cleanup(func() { directOpen, directRead = oldOpen, oldRead })
+		directOpen, directRead = open, read
+	}
+
+	t.Run("direct", func(t *testing.T) {
+		opens := 0
+		hook(t, func(p string, flags int, mode uint32) (int, error) {
+			if flags&unix.O_DIRECT != 0 {
+				opens++
+			}
+			return unix.Open(p, flags, mode)
+		}, unix.Read)
+		d := newDir(t)
+		readAll(t, d)
+		if opens == 0 {
+			t.Fatal("no O_DIRECT open")
+		}
+	})
+	t.Run("refused at open", func(t *testing.T) {
+		opens := 0
+		hook(t, func(string, int, uint32) (int, error) { opens++; return -1, unix.EINVAL }, unix.Read)
+		d := newDir(t)
+		readAll(t, d)
+		if !d.buffered.Load() || opens != 1 {
+			t.Fatalf("after EINVAL at open: buffered %v after %d O_DIRECT opens, want true after 1", d.buffered.Load(), opens)
+		}
+	})
+	t.Run("refused at read", func(t *testing.T) {
+		hook(t, unix.Open, func(int, []byte) (int, error) { return 0, unix.EINVAL })
+		d := newDir(t)
+		readAll(t, d)
+		if !d.buffered.Load() {
+			t.Fatal("EINVAL at the first read not remembered")
+		}
+	})
+	t.Run("short read", func(t *testing.T) {
+		hook(t, unix.Open, func(fd int, p []byte) (int, error) {
+			m, err := unix.Read(fd, p)
+			return min(m, 1000), err // as if it had stopped at an unaligned length
+		})
+		d := newDir(t)
+		readAll(t, d)
+		if d.buffered.Load() {
+			t.Fatal("a short read made the Dir read buffered for good")
+		}
+	})
+}
