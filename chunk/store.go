@@ -185,9 +185,10 @@ func isLocal(be Backend) bool {
 
 // Decode returns the plaintext of blob, the stored form of ref's chunk as
 // a Backend returns it, verified against ref's ID and size: an error
-// wrapping ErrCorrupt if it does not match. Readers that fetch blobs from
-// a backend themselves (a remote mount reading S3 directly) decode with
-// it, so they verify exactly as the Store does. The result may alias blob.
+// wrapping ErrCorrupt if it does not match. It always hashes the
+// plaintext, as the Store does for blobs from a backend that is not Local:
+// readers that fetch blobs from a backend themselves (a remote mount
+// reading S3 directly) decode with it. The result may alias blob.
 func Decode(ref Ref, blob []byte) ([]byte, error) {
 	return decodeRef(ref, blob, true)
 }
