@@ -431,8 +431,11 @@ func (ra *readAhead) read(off int64, n int) {
 
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	f := h.f
-	rd, ra := h.rd, h.ra
-	if !f.top.pinned {
+	var rd *chunk.Reader
+	var ra *readAhead
+	if f.top.pinned {
+		rd, ra = h.rd, h.ra // set at open, never changed
+	} else {
 		f.mu.Lock()
 		if f.draft != nil {
 			n, err := f.draft.ReadAt(dest, off)
