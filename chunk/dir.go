@@ -18,11 +18,14 @@ import (
 // partial blob; it does not fsync, which would cost more than the rest of
 // ingest. Sync makes every earlier Put durable at once.
 //
-// Get reads with O_DIRECT where the file system allows it: a chunk goes
-// from the disk straight into its buffer, costing no copy and no page
-// cache. Reads through the mount are cached by the kernel as the mounted
-// files' pages, so chunk files cached as well would hold the same bytes
-// twice.
+// Get reads a chunk fetched ahead of a sequential reader (a Reader's
+// read-ahead) with O_DIRECT where the file system allows it: from the
+// disk straight into its buffer, costing no copy and no page cache. A
+// sequential read takes each chunk once, and through the mount the kernel
+// caches it as the mounted file's pages, so a cached chunk file would
+// hold the same bytes twice. Other reads (random access, the first chunks
+// of a read) go through the page cache, so chunks read again come from
+// memory.
 type Dir struct {
 	root     string
 	buffered atomic.Bool // the file system refused O_DIRECT
@@ -93,7 +96,7 @@ func (d *Dir) Get(ctx context.Context, id ID) ([]byte, error) {
 		return nil, err
 	}
 	path := d.Path(id)
-	if !d.buffered.Load() {
+	if isSequential(ctx) && !d.buffered.Load() {
 		b, err := readDirect(path)
 		switch err {
 		case errNoDirect:

@@ -11,12 +11,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestDirDirect: Dir reads chunk files of any size with O_DIRECT, and
-// reads them buffered where the file system refuses O_DIRECT (at open or
-// at the first read: remembered) or a read comes back short (not
-// remembered).
+// TestDirDirect: Dir reads chunk files of any size with O_DIRECT for a
+// sequential read, and buffered for any other read, where the file system
+// refuses O_DIRECT (at open or at the first read: remembered) or a read
+// comes back short (not remembered).
 func TestDirDirect(t *testing.T) {
-	ctx := context.Background()
+	ctx := sequential(context.Background())
 	blobs := map[ID][]byte{}
 	for _, n := range []int{1, 4095, 4096, 4097, 1<<20 + 3, 3 << 20} {
 		b := make([]byte, n)
@@ -35,7 +35,7 @@ func TestDirDirect(t *testing.T) {
 		}
 		return d
 	}
-	readAll := func(t *testing.T, d *Dir) {
+	readAll := func(t *testing.T, ctx context.Context, d *Dir) {
 		t.Helper()
 		for id, want := range blobs {
 			got, err := d.Get(ctx, id)
@@ -62,16 +62,20 @@ func TestDirDirect(t *testing.T) {
 			return unix.Open(p, flags, mode)
 		}, unix.Read)
 		d := newDir(t)
-		readAll(t, d)
+		readAll(t, context.Background(), d)
+		if opens != 0 {
+			t.Fatalf("%d O_DIRECT opens for reads that are not sequential, want none", opens)
+		}
+		readAll(t, ctx, d)
 		if opens == 0 {
-			t.Fatal("no O_DIRECT open")
+			t.Fatal("no O_DIRECT open for a sequential read")
 		}
 	})
 	t.Run("refused at open", func(t *testing.T) {
 		opens := 0
 		hook(t, func(string, int, uint32) (int, error) { opens++; return -1, unix.EINVAL }, unix.Read)
 		d := newDir(t)
-		readAll(t, d)
+		readAll(t, ctx, d)
 		if !d.buffered.Load() || opens != 1 {
 			t.Fatalf("after EINVAL at open: buffered %v after %d O_DIRECT opens, want true after 1", d.buffered.Load(), opens)
 		}
@@ -79,7 +83,7 @@ func TestDirDirect(t *testing.T) {
 	t.Run("refused at read", func(t *testing.T) {
 		hook(t, unix.Open, func(int, []byte) (int, error) { return 0, unix.EINVAL })
 		d := newDir(t)
-		readAll(t, d)
+		readAll(t, ctx, d)
 		if !d.buffered.Load() {
 			t.Fatal("EINVAL at the first read not remembered")
 		}
@@ -90,7 +94,7 @@ func TestDirDirect(t *testing.T) {
 			return min(m, 1000), err // as if it had stopped at an unaligned length
 		})
 		d := newDir(t)
-		readAll(t, d)
+		readAll(t, ctx, d)
 		if d.buffered.Load() {
 			t.Fatal("a short read made the Dir read buffered for good")
 		}

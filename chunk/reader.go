@@ -15,6 +15,13 @@ const (
 	cacheChunks = readAhead + 2 // decoded chunks a Reader keeps
 )
 
+// seqKey marks a context whose reads are part of a sequential read.
+type seqKey struct{}
+
+func sequential(ctx context.Context) context.Context { return context.WithValue(ctx, seqKey{}, true) }
+
+func isSequential(ctx context.Context) bool { v, _ := ctx.Value(seqKey{}).(bool); return v }
+
 // Reader reads the file made of refs. It implements io.Reader, io.Seeker,
 // io.WriterTo and io.ReaderAt. Read, Seek and WriteTo share an offset and
 // must be called from one goroutine; ReadAt is safe for concurrent use. A
@@ -23,6 +30,7 @@ const (
 type Reader struct {
 	g    Getter
 	ctx  context.Context
+	sctx context.Context // ctx, marked as a sequential read for fetches ahead
 	refs []Ref
 	ends []int64 // ends[i] is the offset just past chunk i
 	off  int64
@@ -68,11 +76,11 @@ func NewReaderFrom(ctx context.Context, g Getter, refs []Ref) *Reader {
 		end += int64(ref.Size)
 		ends[i] = end
 	}
-	return &Reader{g: g, ctx: ctx, refs: refs, ends: ends, keep: cacheChunks}
+	return &Reader{g: g, ctx: ctx, sctx: sequential(ctx), refs: refs, ends: ends, keep: cacheChunks}
 }
 
 // Keep sets how many decoded chunks the Reader keeps (default 4), for a
-// caller that prefetches further ahead with ReadAt, so that prefetched
+// caller that prefetches further ahead with Prefetch, so that prefetched
 // chunks are still there when it reads them. Call it before reading.
 func (r *Reader) Keep(n int) {
 	r.mu.Lock()
@@ -157,6 +165,15 @@ func (r *Reader) Slice(off int64, n int) ([]byte, error) {
 	return data[s : s+end-off : s+end-off], nil
 }
 
+// Prefetch starts fetching the chunk holding off, unless it is kept or
+// being fetched, and returns at once. The fetch counts as part of a
+// sequential read, which Dir reads past the page cache (see Dir).
+func (r *Reader) Prefetch(off int64) {
+	if off >= 0 && off < r.Size() {
+		r.fetch(r.sctx, r.find(off))
+	}
+}
+
 // WriteTo writes the file from the current offset on, chunk by chunk,
 // without copying.
 func (r *Reader) WriteTo(w io.Writer) (int64, error) {
@@ -210,9 +227,9 @@ func (r *Reader) start(i int) int64 {
 // chunk returns the plaintext of chunk i, having started fetches of the
 // chunks after it up to ahead.
 func (r *Reader) chunk(i, ahead int) ([]byte, error) {
-	f := r.fetch(i)
+	f := r.fetch(r.ctx, i)
 	for j := i + 1; j <= ahead && j < len(r.refs); j++ {
-		r.fetch(j)
+		r.fetch(r.sctx, j)
 	}
 	select {
 	case <-f.done:
@@ -223,7 +240,7 @@ func (r *Reader) chunk(i, ahead int) ([]byte, error) {
 }
 
 // fetch returns the cached or pending fetch of chunk i, or starts one.
-func (r *Reader) fetch(i int) *cached {
+func (r *Reader) fetch(ctx context.Context, i int) *cached {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for j, f := range r.cache {
@@ -238,7 +255,7 @@ func (r *Reader) fetch(i int) *cached {
 	f := &cached{i: i, done: make(chan struct{})}
 	r.cache = append(r.cache, f)
 	go func() {
-		f.data, f.err = r.g.Get(r.ctx, r.refs[i])
+		f.data, f.err = r.g.Get(ctx, r.refs[i])
 		if f.err != nil { // do not cache failures: a later read tries again
 			r.mu.Lock()
 			if j := slices.Index(r.cache, f); j >= 0 {

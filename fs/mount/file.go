@@ -422,10 +422,7 @@ func (ra *readAhead) read(off int64, n int) {
 	}
 	ra.mu.Unlock()
 	for i := from; i < to; i++ {
-		go func() {
-			var b [1]byte
-			ra.rd.ReadAt(b[:], ra.ends[i-1]) // its first byte: the whole chunk is cached
-		}()
+		ra.rd.Prefetch(ra.ends[i-1])
 	}
 }
 
