@@ -20,11 +20,13 @@ import (
 // the content), so a cached copy never goes stale; Delete drops it.
 type Cached struct {
 	*Backend
-	dir string
-	max int64
+	dir   string
+	max   int64
+	fills chan struct{} // bounds the copies written behind Gets
 
-	mu   sync.Mutex
-	size int64
+	mu      sync.Mutex
+	size    int64
+	filling map[chunk.ID]*bool // copies being written behind Gets: dropped since?
 }
 
 var (
@@ -35,8 +37,18 @@ var (
 
 // Evict drops the local copy of id, if any; the next Get reads S3.
 func (c *Cached) Evict(ctx context.Context, id chunk.ID) error {
-	c.drop(c.path(id))
+	c.forget(id)
 	return nil
+}
+
+// forget drops the local copy of id, including one being written.
+func (c *Cached) forget(id chunk.ID) {
+	c.mu.Lock()
+	if d := c.filling[id]; d != nil {
+		*d = true
+	}
+	c.mu.Unlock()
+	c.drop(c.path(id))
 }
 
 // Origin is the bucket behind the cache.
@@ -47,7 +59,7 @@ func NewCached(b *Backend, dir string, maxBytes int64) (*Cached, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	c := &Cached{Backend: b, dir: dir, max: maxBytes}
+	c := &Cached{Backend: b, dir: dir, max: maxBytes, fills: make(chan struct{}, maxFills), filling: map[chunk.ID]*bool{}}
 	for _, f := range c.files() {
 		c.size += f.size
 	}
@@ -73,8 +85,44 @@ func (c *Cached) Get(ctx context.Context, id chunk.ID) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.add(id, data)
+	c.fill(id, data)
 	return data, nil
+}
+
+// maxFills is how many copies of chunks read from S3 may be written to
+// the cache at once, behind the reads.
+const maxFills = 8
+
+// fill keeps a copy of a chunk just read from S3 without making the read
+// wait for the local write: a cold sequential read would otherwise write
+// each chunk to the disk before it could use it. When maxFills copies are
+// being written already, the chunk is not kept (a later read keeps it).
+func (c *Cached) fill(id chunk.ID, data []byte) {
+	c.mu.Lock()
+	if c.filling[id] != nil {
+		c.mu.Unlock()
+		return
+	}
+	select {
+	case c.fills <- struct{}{}:
+	default:
+		c.mu.Unlock()
+		return
+	}
+	dropped := new(bool)
+	c.filling[id] = dropped
+	c.mu.Unlock()
+	go func() {
+		c.add(id, data)
+		c.mu.Lock()
+		delete(c.filling, id)
+		drop := *dropped
+		c.mu.Unlock()
+		if drop { // deleted or evicted while being written
+			c.drop(c.path(id))
+		}
+		<-c.fills
+	}()
 }
 
 func (c *Cached) Put(ctx context.Context, id chunk.ID, data []byte) error {
@@ -86,7 +134,7 @@ func (c *Cached) Put(ctx context.Context, id chunk.ID, data []byte) error {
 }
 
 func (c *Cached) Delete(ctx context.Context, id chunk.ID) error {
-	c.drop(c.path(id))
+	c.forget(id)
 	return c.Backend.Delete(ctx, id)
 }
 

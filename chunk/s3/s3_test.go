@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -200,5 +201,67 @@ func TestCacheHeals(t *testing.T) {
 		}
 	}); err != nil || faults != 0 {
 		t.Fatalf("Verify with a damaged cached copy: %d faults, %v", faults, err)
+	}
+}
+
+// A chunk read from S3 is copied into the cache behind the read, and
+// deleting it drops the copy, even one still being written.
+func TestCacheFills(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := context.Background()
+	b, err := s3.New(ctx, config(srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "cache")
+	c, err := s3.NewCached(b, dir, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyOf := func(id chunk.ID) (int64, bool) {
+		fi, err := os.Stat(filepath.Join(dir, id.String()[:2], id.String()))
+		if err != nil {
+			return 0, false
+		}
+		return fi.Size(), true
+	}
+	var ids []chunk.ID
+	for i := range 20 {
+		data := make([]byte, 256<<10)
+		rand.NewChaCha8([32]byte{9, byte(i)}).Read(data)
+		id := chunk.Sum(data)
+		if err := b.Put(ctx, id, data); err != nil { // past the cache
+			t.Fatal(err)
+		}
+		got, err := c.Get(ctx, id)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("Get: %d bytes, %v", len(got), err)
+		}
+		ids = append(ids, id)
+	}
+	// The first was copied (at most maxFills copies are written at once).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if n, ok := copyOf(ids[0]); ok && n == 256<<10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no whole copy in the cache 5 s after a Get from S3")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, id := range ids {
+		if err := c.Delete(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // let any copy still being written land
+	for _, id := range ids {
+		if _, ok := copyOf(id); ok {
+			t.Errorf("chunk %s deleted, but its copy is still cached", id)
+		}
+		if _, err := c.Get(ctx, id); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Get after Delete: %v, want fs.ErrNotExist", err)
+		}
 	}
 }
