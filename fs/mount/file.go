@@ -338,25 +338,20 @@ type fileHandle struct {
 func (h *fileHandle) setReader(refs []chunk.Ref) {
 	o := h.f.top.srv.o
 	h.rd = h.f.top.srv.view.NewReader(h.ctx, refs)
-	h.rd.Keep(keepChunks(refs, o.ReadAheadKB, o.ReadAheadChunks))
 	h.ra = newReadAhead(h.rd, refs, o.ReadAheadChunks, max(2<<20, int64(o.ReadAheadKB)<<10))
+	h.rd.Keep(keepChunks(h.ra.ends, o.ReadAheadKB, o.ReadAheadChunks))
 }
 
-// keepChunks is how many decoded chunks a handle reading refs keeps: the
-// one being read and the one before, the chunks fetched ahead, and the
+// keepChunks is how many decoded chunks a handle keeps when reading the
+// file whose chunk i ends at ends[i]: the one being read and the one before, the chunks fetched ahead, and the
 // most that any stretch of the kernel's read-ahead window (raKB) touches.
 // The kernel sends the requests of one window concurrently; keeping fewer
 // chunks than they cover evicts fetched chunks before their requests are
 // served, and each is read from the disk again.
-func keepChunks(refs []chunk.Ref, raKB, ahead int) int {
+func keepChunks(ends []int64, raKB, ahead int) int {
 	window := 0
-	if raKB > 0 && len(refs) > 0 {
-		ends := make([]int64, len(refs))
-		var end int64
-		for i, r := range refs {
-			end += int64(r.Size)
-			ends[i] = end
-		}
+	if raKB > 0 && len(ends) > 0 {
+		end := ends[len(ends)-1]
 		// The window starting at the last byte of chunk i touches the
 		// most chunks of those that start in chunk i.
 		for i := range ends {
@@ -365,7 +360,7 @@ func keepChunks(refs []chunk.Ref, raKB, ahead int) int {
 			window = max(window, min(j, len(ends)-1)-i+1)
 		}
 	}
-	return min(2+ahead+window, max(len(refs), 1))
+	return min(2+ahead+window, max(len(ends), 1))
 }
 
 // readAhead fetches the next chunks of a file that is read sequentially,

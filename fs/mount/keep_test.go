@@ -1,21 +1,19 @@
 package mount
 
-import (
-	"testing"
-
-	"github.com/strata-data/strata/chunk"
-)
+import "testing"
 
 // TestKeepChunks: a handle keeps the most chunks any stretch of the
 // kernel's read-ahead window touches, plus those being read and fetched
 // ahead, but never more than the file has.
 func TestKeepChunks(t *testing.T) {
-	refs := func(sizes ...uint32) []chunk.Ref {
-		var r []chunk.Ref
+	refs := func(sizes ...uint32) []int64 { // the chunks' ends
+		var ends []int64
+		var end int64
 		for _, s := range sizes {
-			r = append(r, chunk.Ref{Size: s})
+			end += int64(s)
+			ends = append(ends, end)
 		}
-		return r
+		return ends
 	}
 	const mib = 1 << 20
 	many := make([]uint32, 100)
@@ -25,7 +23,7 @@ func TestKeepChunks(t *testing.T) {
 	many[50] = mib / 2
 	many[99] = 10 // the last chunk does not count
 	for _, tc := range []struct {
-		refs        []chunk.Ref
+		refs        []int64
 		raKB, ahead int
 		want        int
 	}{

@@ -136,11 +136,7 @@ func Mount(dir string, st *store.Store, o Options) (*Server, error) {
 // It serves until Unmount, like Mount. This is how a process other than the
 // daemon mounts /pfs: src reads the daemon's API (package fs/view/remote).
 func MountSource(dir string, src view.Source, o Options) (*Server, error) {
-	if o.ReadAheadChunks == 0 {
-		o.ReadAheadChunks = DefaultRemoteReadAheadChunks
-	}
-	o.defaults()
-	s, dir, err := newViewServer(dir, view.NewReadOnly(src, view.Options{Log: o.Log}), o)
+	s, dir, err := newSourceServer(dir, src, o)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +144,16 @@ func MountSource(dir string, src view.Source, o Options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// newSourceServer serves src read-only; each chunk it fetches waits on a
+// round trip, so sequential readers fetch further ahead.
+func newSourceServer(dir string, src view.Source, o Options) (*Server, string, error) {
+	if o.ReadAheadChunks == 0 {
+		o.ReadAheadChunks = DefaultRemoteReadAheadChunks
+	}
+	o.defaults()
+	return newViewServer(dir, view.NewReadOnly(src, view.Options{Log: o.Log}), o)
 }
 
 func newServer(dir string, st *store.Store, o Options) (*Server, string, error) {

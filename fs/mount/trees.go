@@ -51,11 +51,7 @@ func MountTrees(dir string, st *store.Store, src Trees, o Options) (*Server, err
 // remote worker shows the datums it runs, reading them through the
 // daemon's API (package fs/view/remote). It serves until Unmount.
 func MountSourceTrees(dir string, src view.Source, trees Trees, o Options) (*Server, error) {
-	if o.ReadAheadChunks == 0 {
-		o.ReadAheadChunks = DefaultRemoteReadAheadChunks
-	}
-	o.defaults()
-	s, dir, err := newViewServer(dir, view.NewReadOnly(src, view.Options{Log: o.Log}), o)
+	s, dir, err := newSourceServer(dir, src, o)
 	if err != nil {
 		return nil, err
 	}
