@@ -20,9 +20,10 @@ import (
 // the content), so a cached copy never goes stale; Delete drops it.
 type Cached struct {
 	*Backend
-	dir   string
-	max   int64
-	fills chan struct{} // bounds the copies written behind Gets
+	dir    string
+	copies *chunk.Dir // the files, laid out like a data dir's chunks
+	max    int64
+	fills  chan struct{} // bounds the copies written behind Gets
 
 	mu      sync.Mutex
 	size    int64
@@ -59,7 +60,11 @@ func NewCached(b *Backend, dir string, maxBytes int64) (*Cached, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	c := &Cached{Backend: b, dir: dir, max: maxBytes, fills: make(chan struct{}, maxFills), filling: map[chunk.ID]*bool{}}
+	copies, err := chunk.NewDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cached{Backend: b, dir: dir, copies: copies, max: maxBytes, fills: make(chan struct{}, maxFills), filling: map[chunk.ID]*bool{}}
 	for _, f := range c.files() {
 		c.size += f.size
 	}
@@ -69,10 +74,7 @@ func NewCached(b *Backend, dir string, maxBytes int64) (*Cached, error) {
 	return c, nil
 }
 
-func (c *Cached) path(id chunk.ID) string {
-	s := id.String()
-	return filepath.Join(c.dir, s[:2], s)
-}
+func (c *Cached) path(id chunk.ID) string { return c.copies.Path(id) }
 
 func (c *Cached) Get(ctx context.Context, id chunk.ID) ([]byte, error) {
 	p := c.path(id)
@@ -144,26 +146,10 @@ func (c *Cached) add(id chunk.ID, data []byte) {
 	if int64(len(data)) > c.max/4 {
 		return
 	}
-	p := c.path(id)
-	if _, err := os.Stat(p); err == nil {
+	if _, err := os.Stat(c.path(id)); err == nil {
 		return
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return
-	}
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
-	if err != nil {
-		return
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := c.copies.Put(context.Background(), id, data); err != nil {
 		return
 	}
 	c.mu.Lock()
