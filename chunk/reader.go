@@ -39,6 +39,7 @@ type Reader struct {
 
 	mu    sync.Mutex
 	cache []*cached // least recently used first
+	last  int       // the chunk read last
 }
 
 // cached is a chunk fetched or being fetched; data and err are set when
@@ -227,6 +228,9 @@ func (r *Reader) start(i int) int64 {
 // chunk returns the plaintext of chunk i, having started fetches of the
 // chunks after it up to ahead.
 func (r *Reader) chunk(i, ahead int) ([]byte, error) {
+	r.mu.Lock()
+	r.last = i
+	r.mu.Unlock()
 	f := r.fetch(r.ctx, i)
 	for j := i + 1; j <= ahead && j < len(r.refs); j++ {
 		r.fetch(r.sctx, j)
@@ -237,6 +241,29 @@ func (r *Reader) chunk(i, ahead int) ([]byte, error) {
 	case <-r.ctx.Done():
 		return nil, r.ctx.Err()
 	}
+}
+
+// victim returns the index in the cache of the chunk to evict, or -1 if
+// every chunk is still being fetched: the least recently used of those at
+// or behind the last chunk read, else of any fetched. Chunks fetched ahead
+// and not read yet go last, and a pending fetch is never dropped, which
+// would read its chunk twice.
+func (r *Reader) victim() int {
+	fallback := -1
+	for j, f := range r.cache {
+		select {
+		case <-f.done:
+		default:
+			continue
+		}
+		if f.i <= r.last {
+			return j
+		}
+		if fallback < 0 {
+			fallback = j
+		}
+	}
+	return fallback
 }
 
 // fetch returns the cached or pending fetch of chunk i, or starts one.
@@ -250,7 +277,11 @@ func (r *Reader) fetch(ctx context.Context, i int) *cached {
 		}
 	}
 	for len(r.cache) >= r.keep {
-		r.cache = slices.Delete(r.cache, 0, 1)
+		j := r.victim()
+		if j < 0 {
+			break // all pending: over keep until one is done
+		}
+		r.cache = slices.Delete(r.cache, j, j+1)
 	}
 	f := &cached{i: i, done: make(chan struct{})}
 	r.cache = append(r.cache, f)
