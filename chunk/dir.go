@@ -97,7 +97,7 @@ func (d *Dir) Get(ctx context.Context, id ID) ([]byte, error) {
 	}
 	path := d.Path(id)
 	if isSequential(ctx) && !d.buffered.Load() {
-		b, err := readDirect(path)
+		b, err := readDirect(path, leaseOf(ctx))
 		switch err {
 		case errNoDirect:
 			d.buffered.Store(true) // the file system's answer: do not ask again

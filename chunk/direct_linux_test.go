@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -99,4 +100,59 @@ func TestDirDirect(t *testing.T) {
 			t.Fatal("a short read made the Dir read buffered for good")
 		}
 	})
+}
+
+// TestDirLease: a sequential Get with a lease reads a blob that fits a
+// staging buffer into one and sets the lease's release, which gives the
+// buffer back for the next read; a larger blob, or a Get without a lease,
+// gets a buffer of its own.
+func TestDirLease(t *testing.T) {
+	ctx := sequential(context.Background())
+	d, err := NewDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := func(n int, seed byte) (ID, []byte) {
+		b := make([]byte, n)
+		rand.NewChaCha8([32]byte{seed}).Read(b)
+		id := Sum(b)
+		if err := d.Put(ctx, id, b); err != nil {
+			t.Fatal(err)
+		}
+		return id, b
+	}
+	small1, want1 := blob(1<<20+5, 1)
+	small2, want2 := blob(1<<20+7, 2)
+	big, wantBig := blob(stageClasses*hugePage+1, 3)
+
+	lctx, l := withLease(ctx)
+	got1, err := d.Get(lctx, small1)
+	if err != nil || !bytes.Equal(got1, want1) {
+		t.Fatalf("leased Get: %d bytes, %v", len(got1), err)
+	}
+	if l.release == nil {
+		t.Fatal("no staging buffer: mapping one failed")
+	}
+	p1 := unsafe.SliceData(got1)
+	l.drop()
+	if l.release != nil {
+		t.Fatal("drop left the release set")
+	}
+	lctx, l = withLease(ctx)
+	got2, err := d.Get(lctx, small2)
+	if err != nil || !bytes.Equal(got2, want2) {
+		t.Fatalf("second leased Get: %d bytes, %v", len(got2), err)
+	}
+	if unsafe.SliceData(got2) != p1 {
+		t.Error("the released staging buffer was not reused")
+	}
+	l.drop()
+
+	lctx, l = withLease(ctx)
+	if got, err := d.Get(lctx, big); err != nil || !bytes.Equal(got, wantBig) || l.release != nil {
+		t.Fatalf("leased Get of %d bytes: %d bytes, %v, leased %v; want its own buffer", len(wantBig), len(got), err, l.release != nil)
+	}
+	if got, err := d.Get(ctx, small1); err != nil || !bytes.Equal(got, want1) || unsafe.SliceData(got) == p1 {
+		t.Fatalf("Get without a lease: %d bytes, %v, in the staging buffer %v", len(got), err, unsafe.SliceData(got) == p1)
+	}
 }

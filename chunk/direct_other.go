@@ -2,4 +2,4 @@
 
 package chunk
 
-func readDirect(string) ([]byte, error) { return nil, errNoDirect }
+func readDirect(string, *lease) ([]byte, error) { return nil, errNoDirect }

@@ -40,15 +40,21 @@ type Reader struct {
 	mu    sync.Mutex
 	cache []*cached // least recently used first
 	last  int       // the chunk read last
+	reuse bool      // fetch into reused buffers (Reuse)
 }
 
 // cached is a chunk fetched or being fetched; data and err are set when
-// done is closed.
+// done is closed. refs counts its holders: the cache while it is cached,
+// and every read using data; when none is left, release (set when the
+// chunk came in a reused buffer) gives the buffer back.
 type cached struct {
-	i    int
-	done chan struct{}
-	data []byte
-	err  error
+	i       int
+	done    chan struct{}
+	data    []byte
+	err     error
+	refs    int    // guarded by Reader.mu
+	fetched bool   // guarded by Reader.mu: data, err and release are set
+	release func() // guarded by Reader.mu
 }
 
 var _ interface {
@@ -89,6 +95,42 @@ func (r *Reader) Keep(n int) {
 	r.mu.Unlock()
 }
 
+// Reuse makes the Reader read chunks fetched ahead into reused buffers
+// where the backend offers them (a Dir reading with O_DIRECT), instead of
+// a new buffer each for the garbage collector. The caller must then call
+// the done func of every Slice, and Close the Reader when finished with
+// it; until then, the buffers stay taken. Call it before reading.
+func (r *Reader) Reuse() {
+	r.mu.Lock()
+	r.reuse = true
+	r.mu.Unlock()
+}
+
+// Close drops the chunks the Reader keeps, giving back reused buffers
+// once no Slice uses them. The Reader still works afterwards, without
+// reusing buffers.
+func (r *Reader) Close() {
+	r.mu.Lock()
+	var rels []func()
+	for _, f := range r.cache {
+		if rel := r.unrefLocked(f); rel != nil {
+			rels = append(rels, rel)
+		}
+	}
+	r.cache = nil
+	r.reuse = false
+	if r.cur != nil {
+		if rel := r.unrefLocked(r.cur); rel != nil {
+			rels = append(rels, rel)
+		}
+		r.cur = nil
+	}
+	r.mu.Unlock()
+	for _, rel := range rels {
+		rel()
+	}
+}
+
 // Size returns the length of the file.
 func (r *Reader) Size() int64 {
 	if len(r.ends) == 0 {
@@ -112,12 +154,14 @@ func (r *Reader) next() ([]byte, error) {
 		return nil, io.EOF
 	}
 	if f := r.cur; f == nil || r.off < r.start(f.i) || r.off >= r.ends[f.i] {
-		i := r.find(r.off)
-		data, err := r.chunk(i, i+readAhead)
+		f, err := r.chunk(r.find(r.off), r.find(r.off)+readAhead)
 		if err != nil {
 			return nil, err
 		}
-		r.cur = &cached{i: i, data: data}
+		if r.cur != nil {
+			r.unref(r.cur)
+		}
+		r.cur = f
 	}
 	return r.cur.data[r.off-r.start(r.cur.i):], nil
 }
@@ -130,11 +174,12 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 	last := r.find(off + int64(len(p)) - 1) // the last chunk p covers
 	n := 0
 	for i := r.find(off); n < len(p) && i < len(r.refs); i++ {
-		data, err := r.chunk(i, min(last, i+readAhead))
+		f, err := r.chunk(i, min(last, i+readAhead))
 		if err != nil {
 			return n, err
 		}
-		n += copy(p[n:], data[off+int64(n)-r.start(i):])
+		n += copy(p[n:], f.data[off+int64(n)-r.start(i):])
+		r.unref(f)
 	}
 	if n < len(p) {
 		return n, io.EOF
@@ -145,25 +190,26 @@ func (r *Reader) ReadAt(p []byte, off int64) (int, error) {
 // Slice returns the n bytes at off (fewer at the end of the file) without
 // copying them, if one chunk holds them all, or nil if they span chunks.
 // Like ReadAt it is safe for concurrent use; the result must not be
-// modified.
-func (r *Reader) Slice(off int64, n int) ([]byte, error) {
+// modified. With a result comes done, to call once when finished with it:
+// in Reuse mode the bytes may be reused after that.
+func (r *Reader) Slice(off int64, n int) (b []byte, done func(), err error) {
 	if off < 0 {
-		return nil, fmt.Errorf("chunk reader: offset %d: %w", off, fs.ErrInvalid)
+		return nil, nil, fmt.Errorf("chunk reader: offset %d: %w", off, fs.ErrInvalid)
 	}
 	if off >= r.Size() || n <= 0 {
-		return nil, io.EOF
+		return nil, nil, io.EOF
 	}
 	i := r.find(off)
 	end := min(off+int64(n), r.Size())
 	if end > r.ends[i] {
-		return nil, nil
+		return nil, nil, nil
 	}
-	data, err := r.chunk(i, i)
+	f, err := r.chunk(i, i)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s := off - r.start(i)
-	return data[s : s+end-off : s+end-off], nil
+	return f.data[s : s+end-off : s+end-off], func() { r.unref(f) }, nil
 }
 
 // Prefetch starts fetching the chunk holding off, unless it is kept or
@@ -171,7 +217,7 @@ func (r *Reader) Slice(off int64, n int) ([]byte, error) {
 // sequential read, which Dir reads past the page cache (see Dir).
 func (r *Reader) Prefetch(off int64) {
 	if off >= 0 && off < r.Size() {
-		r.fetch(r.sctx, r.find(off))
+		r.fetch(r.sctx, r.find(off), false)
 	}
 }
 
@@ -225,22 +271,49 @@ func (r *Reader) start(i int) int64 {
 	return r.ends[i-1]
 }
 
-// chunk returns the plaintext of chunk i, having started fetches of the
-// chunks after it up to ahead.
-func (r *Reader) chunk(i, ahead int) ([]byte, error) {
+// chunk returns chunk i fetched, held for the caller, who must unref it;
+// it has started fetches of the chunks after it up to ahead.
+func (r *Reader) chunk(i, ahead int) (*cached, error) {
 	r.mu.Lock()
 	r.last = i
 	r.mu.Unlock()
-	f := r.fetch(r.ctx, i)
+	f := r.fetch(r.ctx, i, true)
 	for j := i + 1; j <= ahead && j < len(r.refs); j++ {
-		r.fetch(r.sctx, j)
+		r.fetch(r.sctx, j, false)
 	}
 	select {
 	case <-f.done:
-		return f.data, f.err
+		if f.err != nil {
+			r.unref(f)
+			return nil, f.err
+		}
+		return f, nil
 	case <-r.ctx.Done():
+		r.unref(f)
 		return nil, r.ctx.Err()
 	}
+}
+
+// unref drops a hold on f.
+func (r *Reader) unref(f *cached) {
+	r.mu.Lock()
+	rel := r.unrefLocked(f)
+	r.mu.Unlock()
+	if rel != nil {
+		rel()
+	}
+}
+
+// unrefLocked drops a hold on f and returns its release if that was the
+// last one and the fetch is over.
+func (r *Reader) unrefLocked(f *cached) func() {
+	f.refs--
+	if f.refs > 0 || !f.fetched {
+		return nil
+	}
+	rel := f.release
+	f.release = nil
+	return rel
 }
 
 // victim returns the index in the cache of the chunk to evict, or -1 if
@@ -266,13 +339,23 @@ func (r *Reader) victim() int {
 	return fallback
 }
 
-// fetch returns the cached or pending fetch of chunk i, or starts one.
-func (r *Reader) fetch(ctx context.Context, i int) *cached {
+// fetch returns the cached or pending fetch of chunk i, or starts one,
+// held for the caller if hold is set.
+func (r *Reader) fetch(ctx context.Context, i int, hold bool) *cached {
+	var rels []func() // of evicted chunks, called once unlocked
+	defer func() {
+		for _, rel := range rels {
+			rel()
+		}
+	}()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for j, f := range r.cache {
 		if f.i == i {
 			r.cache = append(slices.Delete(r.cache, j, j+1), f)
+			if hold {
+				f.refs++
+			}
 			return f
 		}
 	}
@@ -281,20 +364,42 @@ func (r *Reader) fetch(ctx context.Context, i int) *cached {
 		if j < 0 {
 			break // all pending: over keep until one is done
 		}
+		if rel := r.unrefLocked(r.cache[j]); rel != nil {
+			rels = append(rels, rel)
+		}
 		r.cache = slices.Delete(r.cache, j, j+1)
 	}
-	f := &cached{i: i, done: make(chan struct{})}
+	f := &cached{i: i, done: make(chan struct{}), refs: 1}
+	if hold {
+		f.refs++
+	}
 	r.cache = append(r.cache, f)
+	var l *lease
+	if r.reuse {
+		ctx, l = withLease(ctx)
+	}
 	go func() {
-		f.data, f.err = r.g.Get(ctx, r.refs[i])
-		if f.err != nil { // do not cache failures: a later read tries again
-			r.mu.Lock()
+		data, err := r.g.Get(ctx, r.refs[i])
+		r.mu.Lock()
+		f.data, f.err, f.fetched = data, err, true
+		if l != nil {
+			f.release = l.release
+		}
+		if err != nil { // do not cache failures: a later read tries again
 			if j := slices.Index(r.cache, f); j >= 0 {
 				r.cache = slices.Delete(r.cache, j, j+1)
+				f.refs--
 			}
-			r.mu.Unlock()
 		}
+		var rel func()
+		if f.refs == 0 {
+			rel, f.release = f.release, nil
+		}
+		r.mu.Unlock()
 		close(f.done)
+		if rel != nil {
+			rel()
+		}
 	}()
 	return f
 }

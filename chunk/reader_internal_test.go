@@ -5,6 +5,7 @@ import (
 	"io"
 	"sync"
 	"testing"
+	"time"
 )
 
 // seqGetter records, per chunk, whether it was fetched as part of a
@@ -100,10 +101,11 @@ func TestReaderEvict(t *testing.T) {
 	}
 	read := func(r *Reader, i int) {
 		t.Helper()
-		b, err := r.Slice(int64(i)*size, size)
+		b, done, err := r.Slice(int64(i)*size, size)
 		if err != nil || len(b) != size || b[1] != byte(i*37+1) {
 			t.Fatalf("chunk %d: %d bytes, %v", i, len(b), err)
 		}
+		done()
 	}
 	check := func(g *gatedGetter, refs []Ref) {
 		t.Helper()
@@ -143,4 +145,124 @@ func TestReaderEvict(t *testing.T) {
 		read(r, i)
 	}
 	check(g, refs)
+}
+
+// leaseGetter leases every chunk it returns, counting releases per chunk.
+type leaseGetter struct {
+	g        Getter
+	gate     chan struct{} // closed: Gets go through
+	mu       sync.Mutex
+	released map[ID]int
+}
+
+func (g *leaseGetter) Get(ctx context.Context, ref Ref) ([]byte, error) {
+	<-g.gate
+	data, err := g.g.Get(ctx, ref)
+	if l := leaseOf(ctx); l != nil && err == nil {
+		l.release = func() {
+			g.mu.Lock()
+			g.released[ref.ID]++
+			g.mu.Unlock()
+		}
+	}
+	return data, err
+}
+
+func (g *leaseGetter) count(id ID) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.released[id]
+}
+
+// TestReaderReuse: in Reuse mode a chunk's buffer is released once, when
+// the Reader no longer keeps it and no Slice holds it; Close releases the
+// rest, pending fetches when they end.
+func TestReaderReuse(t *testing.T) {
+	ctx := context.Background()
+	mem := NewMem()
+	s, err := NewStore(Config{Polynomial: 0x3DA3358B4DC173, Hash: "sha256", Codec: "none", MinSize: 4 << 10, MaxSize: 16 << 10, SmallLimit: 1 << 10}, mem, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 4 << 10
+	var refs []Ref
+	for i := range 6 {
+		b := make([]byte, size)
+		for j := range b {
+			b[j] = byte(i*41 + j)
+		}
+		ref, err := s.Put(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, ref)
+	}
+	open := make(chan struct{})
+	close(open)
+	g := &leaseGetter{g: s, gate: open, released: map[ID]int{}}
+	r := NewReaderFrom(ctx, g, refs)
+	r.Reuse()
+	r.Keep(2)
+	slice := func(i int) func() {
+		t.Helper()
+		b, done, err := r.Slice(int64(i)*size, size)
+		if err != nil || len(b) != size || b[2] != byte(i*41+2) {
+			t.Fatalf("chunk %d: %d bytes, %v", i, len(b), err)
+		}
+		return done
+	}
+	done0 := slice(0)
+	for i := 1; i < 4; i++ {
+		slice(i)()
+	}
+	if n := g.count(refs[0].ID); n != 0 {
+		t.Fatalf("chunk 0 released %d times while a Slice holds it", n)
+	}
+	done0()
+	if n := g.count(refs[0].ID); n != 1 {
+		t.Fatalf("chunk 0 released %d times after its Slice is done, want once", n)
+	}
+	if n := g.count(refs[1].ID); n != 1 {
+		t.Fatalf("chunk 1, evicted, released %d times, want once", n)
+	}
+	buf := make([]byte, 2*size)
+	if _, err := r.ReadAt(buf, 3*size); err != nil { // chunks 3 and 4, copied
+		t.Fatal(err)
+	}
+	g.gate = make(chan struct{})
+	r.Prefetch(5 * size) // pending at Close
+	r.Close()
+	close(g.gate)
+	for i, ref := range refs {
+		deadline := time.Now().Add(5 * time.Second)
+		for g.count(ref.ID) == 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if n := g.count(ref.ID); n != 1 {
+			t.Errorf("after Close: chunk %d released %d times, want once", i, n)
+		}
+	}
+}
+
+// TestLeaseAliased: a Store keeps a lease only if the plaintext it
+// returns lies in the leased blob.
+func TestLeaseAliased(t *testing.T) {
+	blob := make([]byte, 100)
+	for _, tc := range []struct {
+		data []byte
+		keep bool
+	}{
+		{blob[1:96], true},
+		{blob[99:], true},
+		{make([]byte, 95), false},
+		{nil, false},
+	} {
+		l := &lease{}
+		dropped := false
+		l.release = func() { dropped = true }
+		l.keepIfAliased(tc.data, blob)
+		if dropped == tc.keep {
+			t.Errorf("data of %d bytes: kept %v, want %v", len(tc.data), !dropped, tc.keep)
+		}
+	}
 }

@@ -159,22 +159,31 @@ func (s *Store) put(ctx context.Context, b []byte) (Ref, error) {
 // routes to the small or large backend and must be right.
 func (s *Store) Get(ctx context.Context, ref Ref) ([]byte, error) {
 	be := s.backend(int(ref.Size))
+	l := leaseOf(ctx) // set by the backend if the blob is in a reused buffer
 	blob, err := be.Get(ctx, ref.ID)
 	if err != nil {
+		l.drop()
 		return nil, fmt.Errorf("get chunk %s: %w", ref.ID, err)
 	}
 	data, err := decodeRef(ref, blob, !isLocal(be))
 	if c, ok := be.(Cache); ok && errors.Is(err, ErrCorrupt) {
 		// A damaged local copy: drop it and read the source once more.
+		l.drop()
 		if eerr := c.Evict(ctx, ref.ID); eerr != nil {
 			return nil, err
 		}
 		if blob, err = be.Get(ctx, ref.ID); err != nil {
+			l.drop()
 			return nil, fmt.Errorf("get chunk %s: %w", ref.ID, err)
 		}
 		data, err = decodeRef(ref, blob, !isLocal(be))
 	}
-	return data, err
+	if err != nil {
+		l.drop()
+		return nil, err
+	}
+	l.keepIfAliased(data, blob)
+	return data, nil
 }
 
 // isLocal reports whether be is a Local backend that says so.

@@ -678,7 +678,10 @@ func TestReader(t *testing.T) {
 		{bounds[len(bounds)-1] + 5, 10 << 20, true}, // the short end of the file
 		{int64(len(data)) - 1, 1, true},
 	} {
-		b, err := r.Slice(tc.off, tc.n)
+		b, done, err := r.Slice(tc.off, tc.n)
+		if b != nil {
+			defer done()
+		}
 		switch {
 		case err != nil:
 			t.Errorf("Slice(%d, %d): %v", tc.off, tc.n, err)
@@ -688,7 +691,7 @@ func TestReader(t *testing.T) {
 			t.Errorf("Slice(%d, %d) = %d bytes, differs from the file", tc.off, tc.n, len(b))
 		}
 	}
-	if b, err := r.Slice(int64(len(data)), 1); b != nil || err != io.EOF {
+	if b, _, err := r.Slice(int64(len(data)), 1); b != nil || err != io.EOF {
 		t.Errorf("Slice at the end = %d bytes, %v; want nil, EOF", len(b), err)
 	}
 

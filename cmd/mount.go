@@ -92,6 +92,7 @@ func runMount(ctx context.Context, o *mountOptions, dir string) error {
 	if err != nil {
 		return err
 	}
+	serverProcs()
 	st, err := store.Open(data, store.Options{Chunks: o.store, S3Endpoint: o.s3Endpoint, S3Region: o.s3Region})
 	if err != nil {
 		return err

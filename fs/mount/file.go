@@ -334,10 +334,16 @@ type fileHandle struct {
 	gen uint64        // the f.gen rd reads
 }
 
-// setReader makes the handle read refs.
+// setReader makes the handle read refs. Its Reader reuses buffers for
+// chunks fetched ahead (see chunk.Reader.Reuse); the one it replaces is
+// closed, and so is the last at release.
 func (h *fileHandle) setReader(refs []chunk.Ref) {
 	o := h.f.top.srv.o
+	if h.rd != nil {
+		h.rd.Close()
+	}
 	h.rd = h.f.top.srv.view.NewReader(h.ctx, refs)
+	h.rd.Reuse()
 	h.ra = newReadAhead(h.rd, refs, o.ReadAheadChunks, max(2<<20, int64(o.ReadAheadKB)<<10))
 	h.rd.Keep(keepChunks(h.ra.ends, o.ReadAheadKB, o.ReadAheadChunks))
 }
@@ -448,13 +454,28 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	}
 	ra.read(off, len(dest))
 	// A request within one chunk (most are: a chunk is larger than a
-	// request) is answered from the decoded chunk, without a copy.
-	if b, err := rd.Slice(off, len(dest)); b != nil || err != nil {
-		return h.result(b, len(b), err)
+	// request) is answered from the decoded chunk, without a copy; the
+	// Reader may reuse its buffer once the reply is written.
+	if b, done, err := rd.Slice(off, len(dest)); err != nil {
+		return h.result(nil, 0, err)
+	} else if b != nil {
+		return &sliceResult{b: b, done: done}, 0
 	}
 	n, err := rd.ReadAt(dest, off)
 	return h.result(dest, n, err)
 }
+
+// sliceResult replies with bytes of a chunk a Reader holds until the
+// reply is written.
+type sliceResult struct {
+	b    []byte
+	done func()
+	once sync.Once
+}
+
+func (r *sliceResult) Bytes([]byte) ([]byte, fuse.Status) { return r.b, fuse.OK }
+func (r *sliceResult) Size() int                          { return len(r.b) }
+func (r *sliceResult) Done()                              { r.once.Do(r.done) }
 
 func (h *fileHandle) result(dest []byte, n int, err error) (fuse.ReadResult, syscall.Errno) {
 	if err != nil && err != io.EOF {
@@ -513,10 +534,21 @@ func (h *fileHandle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // left, or gives it up (logged).
 func (h *fileHandle) Release(ctx context.Context) syscall.Errno {
 	h.cancel()
+	f := h.f
+	if f.top.pinned {
+		if h.rd != nil {
+			h.rd.Close()
+		}
+	} else {
+		f.mu.Lock()
+		if h.rd != nil {
+			h.rd.Close()
+		}
+		f.mu.Unlock()
+	}
 	if !h.write {
 		return 0
 	}
-	f := h.f
 	f.mu.Lock()
 	f.writers--
 	pending := f.writers == 0 && (f.draft != nil || f.unapplied)

@@ -27,11 +27,10 @@ const (
 	DefaultBranchTimeout = time.Second
 	DefaultReadAheadKB   = 4096
 	DefaultUnmountGrace  = 5 * time.Second
-	// Chunks a sequential reader has fetched ahead: from a store in this
-	// process, and from a Source that fetches over the network, where
-	// each fetch waits on a round trip.
-	DefaultReadAheadChunks       = 3
-	DefaultRemoteReadAheadChunks = 6
+	// Chunks a sequential reader has fetched ahead: enough reads in
+	// flight to keep a disk busy, and to cover the round trips of a
+	// Source or store that fetches over the network.
+	DefaultReadAheadChunks = 6
 )
 
 // Options tune Mount. The zero value is the default for every field.
@@ -49,8 +48,7 @@ type Options struct {
 	// the kernel's 128).
 	ReadAheadKB int
 	// ReadAheadChunks is how many chunks past the one being read a
-	// sequential reader has fetched (default 3; 6 for MountSource and for
-	// a store whose large chunks are in S3).
+	// sequential reader has fetched (default 6).
 	ReadAheadChunks int
 	// UnmountGrace is how long Unmount waits for open files to be closed
 	// before it aborts the connection (default 5 s).
@@ -112,11 +110,6 @@ type Server struct {
 // until Unmount. A dead FUSE mount left at dir by a crash is detached
 // first; a live mount at dir is an error.
 func Mount(dir string, st *store.Store, o Options) (*Server, error) {
-	if o.ReadAheadChunks == 0 && st.Location().Type != "dir" {
-		// Large chunks come over the network (S3): each fetch waits on a
-		// round trip, as for MountSource.
-		o.ReadAheadChunks = DefaultRemoteReadAheadChunks
-	}
 	o.defaults()
 	s, dir, err := newServer(dir, st, o)
 	if err != nil {
@@ -146,12 +139,8 @@ func MountSource(dir string, src view.Source, o Options) (*Server, error) {
 	return s, nil
 }
 
-// newSourceServer serves src read-only; each chunk it fetches waits on a
-// round trip, so sequential readers fetch further ahead.
+// newSourceServer serves src read-only.
 func newSourceServer(dir string, src view.Source, o Options) (*Server, string, error) {
-	if o.ReadAheadChunks == 0 {
-		o.ReadAheadChunks = DefaultRemoteReadAheadChunks
-	}
 	o.defaults()
 	return newViewServer(dir, view.NewReadOnly(src, view.Options{Log: o.Log}), o)
 }
