@@ -80,9 +80,9 @@ DATA/strata.log, and returns once the daemon answers. Stop it with
 // O_DIRECT reads of chunks, reads of /dev/fuse. Go hands the processor of
 // a goroutine blocked in one to another only when its monitor thread next
 // looks, which can be up to 10 ms later; with two processors, a chunk
-// fetch that is ready to start waits that long. With eight, a cold
-// sequential read through /pfs on a 2-CPU machine went from about 1.4 to
-// 1.8 GB/s (docs/mount.md).
+// fetch that is ready to start waits that long. With eight, cold
+// sequential reads through /pfs on a 2-CPU machine went from 1.1-1.4 to
+// 1.4-1.9 GB/s (docs/mount.md).
 func serverProcs() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(max(runtime.NumCPU(), 8))
