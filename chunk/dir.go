@@ -25,7 +25,9 @@ import (
 // caches it as the mounted file's pages, so a cached chunk file would
 // hold the same bytes twice. Other reads (random access, the first chunks
 // of a read) go through the page cache, so chunks read again come from
-// memory.
+// memory. For a Reader in Reuse mode, the O_DIRECT read goes into a
+// reused staging buffer of huge pages (see readDirect), leased to the
+// Reader until it lets the chunk go.
 type Dir struct {
 	root     string
 	buffered atomic.Bool // the file system refused O_DIRECT
