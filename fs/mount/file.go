@@ -459,21 +459,53 @@ func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	if b, done, err := rd.Slice(off, len(dest)); err != nil {
 		return h.result(nil, 0, err)
 	} else if b != nil {
+		if poisonDone.Load() {
+			b, done = poisoned(b, done)
+		}
 		return &sliceResult{b: b, done: done}, 0
 	}
 	n, err := rd.ReadAt(dest, off)
 	return h.result(dest, n, err)
 }
 
+// poisonDone, set only by tests, answers each read from a chunk with a
+// copy that Done overwrites, so a reply written after its Done reads
+// wrong every time instead of once in a long while.
+var poisonDone atomic.Bool
+
+func poisoned(b []byte, done func()) ([]byte, func()) {
+	c := slices.Clone(b)
+	done()
+	return c, func() {
+		for i := range c {
+			c[i] ^= 0xff
+		}
+	}
+}
+
 // sliceResult replies with bytes of a chunk a Reader holds until the
-// reply is written.
+// reply is written. It must offer Slices: with splicing off, go-fuse
+// calls Bytes and then Done before it writes the reply unless the
+// result is vectored, and Done may hand the chunk's buffer to another
+// read while the kernel has yet to copy it. With Slices, go-fuse
+// writes the slices with writev and calls Done after.
 type sliceResult struct {
 	b    []byte
 	done func()
 	once sync.Once
 }
 
+// vectored is go-fuse's unexported interface for results written
+// with writev and released after the write.
+type vectored interface {
+	fuse.ReadResult
+	Slices() ([][]byte, fuse.Status)
+}
+
+var _ vectored = (*sliceResult)(nil)
+
 func (r *sliceResult) Bytes([]byte) ([]byte, fuse.Status) { return r.b, fuse.OK }
+func (r *sliceResult) Slices() ([][]byte, fuse.Status)    { return [][]byte{r.b}, fuse.OK }
 func (r *sliceResult) Size() int                          { return len(r.b) }
 func (r *sliceResult) Done()                              { r.once.Do(r.done) }
 
