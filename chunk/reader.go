@@ -108,7 +108,8 @@ func (r *Reader) Reuse() {
 
 // Close drops the chunks the Reader keeps, giving back reused buffers
 // once no Slice uses them. The Reader still works afterwards, without
-// reusing buffers.
+// reusing buffers. Close must not run while a Read, ReadAt or WriteTo
+// does; Slices may still be held.
 func (r *Reader) Close() {
 	r.mu.Lock()
 	var rels []func()

@@ -28,23 +28,7 @@ func (s *seqGetter) Get(ctx context.Context, ref Ref) ([]byte, error) {
 // one (which Dir reads with O_DIRECT).
 func TestReaderSequential(t *testing.T) {
 	ctx := context.Background()
-	mem := NewMem()
-	s, err := NewStore(Config{Polynomial: 0x3DA3358B4DC173, Hash: "sha256", Codec: "none", MinSize: 4 << 10, MaxSize: 16 << 10, SmallLimit: 1 << 10}, mem, mem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var refs []Ref
-	for i := range 6 { // one chunk each: 4 KiB of distinct bytes
-		b := make([]byte, 4<<10)
-		for j := range b {
-			b[j] = byte(i*31 + j)
-		}
-		ref, err := s.Put(ctx, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		refs = append(refs, ref)
-	}
+	s, refs := sixChunks(t, 31)
 	g := &seqGetter{g: s, seq: map[ID]bool{}}
 	r := NewReaderFrom(ctx, g, refs)
 	r.Keep(len(refs))
@@ -81,24 +65,8 @@ func (g *gatedGetter) Get(ctx context.Context, ref Ref) ([]byte, error) {
 // pending; either would read a chunk twice.
 func TestReaderEvict(t *testing.T) {
 	ctx := context.Background()
-	mem := NewMem()
-	s, err := NewStore(Config{Polynomial: 0x3DA3358B4DC173, Hash: "sha256", Codec: "none", MinSize: 4 << 10, MaxSize: 16 << 10, SmallLimit: 1 << 10}, mem, mem)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const size = 4 << 10
-	var refs []Ref
-	for i := range 6 {
-		b := make([]byte, size)
-		for j := range b {
-			b[j] = byte(i*37 + j)
-		}
-		ref, err := s.Put(ctx, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		refs = append(refs, ref)
-	}
+	s, refs := sixChunks(t, 37)
 	read := func(r *Reader, i int) {
 		t.Helper()
 		b, done, err := r.Slice(int64(i)*size, size)
@@ -179,24 +147,8 @@ func (g *leaseGetter) count(id ID) int {
 // rest, pending fetches when they end.
 func TestReaderReuse(t *testing.T) {
 	ctx := context.Background()
-	mem := NewMem()
-	s, err := NewStore(Config{Polynomial: 0x3DA3358B4DC173, Hash: "sha256", Codec: "none", MinSize: 4 << 10, MaxSize: 16 << 10, SmallLimit: 1 << 10}, mem, mem)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const size = 4 << 10
-	var refs []Ref
-	for i := range 6 {
-		b := make([]byte, size)
-		for j := range b {
-			b[j] = byte(i*41 + j)
-		}
-		ref, err := s.Put(ctx, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		refs = append(refs, ref)
-	}
+	s, refs := sixChunks(t, 41)
 	open := make(chan struct{})
 	close(open)
 	g := &leaseGetter{g: s, gate: open, released: map[ID]int{}}
@@ -265,4 +217,28 @@ func TestLeaseAliased(t *testing.T) {
 			t.Errorf("data of %d bytes: kept %v, want %v", len(tc.data), !dropped, tc.keep)
 		}
 	}
+}
+
+// sixChunks stores six chunks of 4 KiB, byte j of chunk i being
+// i*mul+j, and returns the store and their refs.
+func sixChunks(t *testing.T, mul int) (*Store, []Ref) {
+	t.Helper()
+	mem := NewMem()
+	s, err := NewStore(Config{Polynomial: 0x3DA3358B4DC173, Hash: "sha256", Codec: "none", MinSize: 4 << 10, MaxSize: 16 << 10, SmallLimit: 1 << 10}, mem, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []Ref
+	for i := range 6 {
+		b := make([]byte, 4<<10)
+		for j := range b {
+			b[j] = byte(i*mul + j)
+		}
+		ref, err := s.Put(context.Background(), b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, ref)
+	}
+	return s, refs
 }
