@@ -6,3 +6,9 @@ func PoisonDone(t interface{ Cleanup(func()) }) {
 	poisonDone.Store(true)
 	t.Cleanup(func() { poisonDone.Store(false) })
 }
+
+// AheadStats returns how many chunks s fetched ahead of their files'
+// opens, and how many of those the files' readers took.
+func AheadStats(s *Server) (fetched, hits int64) {
+	return s.ahead.fetched.Load(), s.ahead.hits.Load()
+}

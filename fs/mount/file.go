@@ -265,6 +265,14 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 		h.cancel()
 		return nil, 0, f.top.srv.errno("open "+f.describe(), err)
 	}
+	if !write {
+		unlock := f.top.rlock()
+		parent, name := f.parent, f.name
+		unlock()
+		if parent != nil {
+			parent.opened(name)
+		}
+	}
 	return h, fl, 0
 }
 
@@ -342,7 +350,7 @@ func (h *fileHandle) setReader(refs []chunk.Ref) {
 	if h.rd != nil {
 		h.rd.Close()
 	}
-	h.rd = h.f.top.srv.view.NewReader(h.ctx, refs)
+	h.rd = chunk.NewReaderFrom(h.ctx, h.f.top.srv.ahead, refs)
 	h.rd.Reuse()
 	h.ra = newReadAhead(h.rd, refs, o.ReadAheadChunks, max(2<<20, int64(o.ReadAheadKB)<<10))
 	h.rd.Keep(keepChunks(h.ra.ends, o.ReadAheadKB, o.ReadAheadChunks))

@@ -89,15 +89,16 @@ func (o *Options) defaults() {
 // Server is a mounted /pfs. Unmount it when done; Wait blocks until it is
 // unmounted (by Unmount, fusermount3 -u or umount).
 type Server struct {
-	dir  string
-	o    Options
-	log  *slog.Logger
-	view *view.FS
-	fuse *fuse.Server
-	uid  uint32
-	gid  uint32
-	conn string        // the kernel's connection: "major:minor" of the mount's st_dev
-	done chan struct{} // closed when the kernel connection has ended
+	dir   string
+	o     Options
+	log   *slog.Logger
+	view  *view.FS
+	fuse  *fuse.Server
+	uid   uint32
+	gid   uint32
+	conn  string        // the kernel's connection: "major:minor" of the mount's st_dev
+	done  chan struct{} // closed when the kernel connection has ended
+	ahead *aheadCache   // every file's chunk getter
 
 	mu       sync.Mutex
 	branches map[string]*branch // writable branches by repo@branch
@@ -160,6 +161,7 @@ func newViewServer(dir string, v *view.FS, o Options) (*Server, string, error) {
 	return &Server{
 		dir: dir, o: o, log: o.Log,
 		view:     v,
+		ahead:    newAheadCache(v.Source().Chunks()),
 		uid:      uint32(os.Geteuid()),
 		gid:      uint32(os.Getegid()),
 		done:     make(chan struct{}),
@@ -283,6 +285,7 @@ func (s *Server) unmount() error {
 		}
 		f.dropDraft()
 	}
+	s.ahead.stop()
 	if err := s.view.Close(); err != nil {
 		errs = append(errs, err)
 	}

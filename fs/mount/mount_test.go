@@ -1,6 +1,7 @@
 package mount_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
@@ -352,6 +353,63 @@ func TestReplyBeforeDone(t *testing.T) {
 	got, err := io.ReadAll(f)
 	if err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("sequential read: %d bytes, %v", len(got), err)
+	}
+}
+
+// TestFilesAhead: files opened in name order have the chunks of the
+// small files after them fetched ahead, and read back intact; files
+// opened in another order do not.
+func TestFilesAhead(t *testing.T) {
+	e := newEnv(t, mount.Options{})
+	e.repo("data", "")
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	files := map[string][]byte{}
+	var names []string
+	for i := range 150 {
+		name := fmt.Sprintf("f%03d", i)
+		size := 3000 + 10*i
+		if i == 70 {
+			size = 3 << 20 // large: left to its own read-ahead
+		}
+		b := randBytes(uint64(1000+i), size)
+		files[name], names = b, append(names, name)
+		if err := tw.WriteHeader(&tar.Header{Name: "many/" + name, Mode: 0o644, Size: int64(size), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.st.PutTar(context.Background(), "data", "main", "/", &tb, store.PutOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(view string, order []string) {
+		t.Helper()
+		for _, n := range order {
+			got, err := os.ReadFile(e.path(view + "/many/" + n))
+			if err != nil || !bytes.Equal(got, files[n]) {
+				t.Fatalf("%s/many/%s: %d bytes, %v; want %d", view, n, len(got), err, len(files[n]))
+			}
+		}
+	}
+	rev := slices.Clone(names)
+	slices.Reverse(rev)
+	read("data@"+res.Commit.ID, rev)
+	if f, h := mount.AheadStats(e.srv); f != 0 || h != 0 {
+		t.Fatalf("read in reverse: %d chunks fetched ahead, %d taken; want none", f, h)
+	}
+	// Another view: new inodes, nothing in the page cache. The first
+	// files are read before the run is seen; the large one is not
+	// fetched ahead.
+	read("data", names)
+	f, h := mount.AheadStats(e.srv)
+	if want := int64(len(names) - 4); h != want || f != want {
+		t.Errorf("read in order: %d chunks fetched ahead, %d taken; want %d of each", f, h, want)
 	}
 }
 

@@ -91,6 +91,8 @@ type dirNode struct {
 	mu    sync.Mutex
 	mode  uint32
 	mtime time.Time
+
+	ahead dirAhead
 }
 
 var (
