@@ -16,18 +16,20 @@ import (
 // dir/*, cp -r, tar, a loop over sorted(os.listdir(d))) waits on one
 // chunk fetch per file, and a cold fetch is a random read of the disk:
 // of the metadata database's blob files for a small chunk, of the chunk
-// directory for a larger one. A directory whose files are opened in name
+// directory for a larger one. A directory whose files are read in name
 // order has the chunks of the next small files fetched ahead, a few at a
 // time, into a bounded cache that the files' readers take them from.
+// Only files whose reads reach the mount count: a pass over files the
+// page cache holds fetches nothing.
 const (
-	aheadRun      = 3       // files opened in name order before fetching ahead
-	aheadFiles    = 64      // how far ahead of the file opened
+	aheadRun      = 3       // files read in name order before fetching ahead
+	aheadFiles    = 64      // how far ahead of the file read
 	aheadFileMax  = 1 << 20 // larger files are left to their own read-ahead
 	aheadBytes    = 32 << 20
 	aheadFetchers = 4 // fetches in flight
 )
 
-// aheadCache holds chunks fetched ahead of their files' opens. It is the
+// aheadCache holds chunks fetched ahead of their files' reads. It is the
 // Getter of every file's chunk.Reader: a chunk it holds is handed over
 // (and forgotten), any other is fetched from g.
 type aheadCache struct {
@@ -142,12 +144,12 @@ func (a *aheadCache) stop() {
 	a.wg.Wait()
 }
 
-// dirAhead follows the opens of a directory's files, to fetch ahead once
+// dirAhead follows the reads of a directory's files, to fetch ahead once
 // they come in name order.
 type dirAhead struct {
 	mu      sync.Mutex
-	last    string       // the name opened last
-	run     int          // opens in name order up to last
+	last    string       // the name read last
+	run     int          // files read in name order up to last
 	entries []meta.Entry // the directory's entries while a run lasts
 	tree    meta.Hash    // the tree entries were read from
 	read    time.Time    // when
@@ -155,10 +157,10 @@ type dirAhead struct {
 	done    bool         // every entry is: entries are dropped
 }
 
-// opened notes that the file name in d was opened for reading, and
-// fetches ahead the chunks of the small files after it if the files are
-// being read in name order.
-func (d *dirNode) opened(name string) {
+// reading notes that the file name in d is being read (its first read
+// reached the mount), and fetches ahead the chunks of the small files
+// after it if the files are being read in name order.
+func (d *dirNode) reading(name string) {
 	a := &d.ahead
 	a.mu.Lock()
 	defer a.mu.Unlock()

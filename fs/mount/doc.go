@@ -24,7 +24,7 @@
 // MiB) and its requests to 1 MiB. A request within one chunk is answered
 // from the decoded chunk without a copy, and the handle's Reader reuses
 // the chunk's buffer (chunk.Reader.Reuse) once the reply is written.
-// Once three files of a directory are opened in name order, the chunks of
+// Once three files of a directory are read in name order, the chunks of
 // the next 64 files under 1 MiB are fetched ahead, four at a time, into a
 // cache of at most 32 MiB that every file's Reader takes chunks from
 // (ahead.go): reading many small files is otherwise one cold fetch after

@@ -265,14 +265,6 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 		h.cancel()
 		return nil, 0, f.top.srv.errno("open "+f.describe(), err)
 	}
-	if !write {
-		unlock := f.top.rlock()
-		parent, name := f.parent, f.name
-		unlock()
-		if parent != nil {
-			parent.opened(name)
-		}
-	}
 	return h, fl, 0
 }
 
@@ -340,6 +332,11 @@ type fileHandle struct {
 	rd  *chunk.Reader // guarded by f.mu for live views
 	ra  *readAhead    // rd's prefetcher, replaced with it
 	gen uint64        // the f.gen rd reads
+
+	// read is set by the first read through the handle, which tells the
+	// directory a file of it is being read (see dirNode.reading). A file
+	// read from the page cache sends no reads, and fetches none ahead.
+	read atomic.Bool
 }
 
 // setReader makes the handle read refs. Its Reader reuses buffers for
@@ -437,6 +434,14 @@ func (ra *readAhead) read(off int64, n int) {
 
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	f := h.f
+	if h.read.CompareAndSwap(false, true) && !h.write {
+		unlock := f.top.rlock()
+		parent, name := f.parent, f.name
+		unlock()
+		if parent != nil {
+			parent.reading(name)
+		}
+	}
 	var rd *chunk.Reader
 	var ra *readAhead
 	if f.top.pinned {

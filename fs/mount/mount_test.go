@@ -356,9 +356,9 @@ func TestReplyBeforeDone(t *testing.T) {
 	}
 }
 
-// TestFilesAhead: files opened in name order have the chunks of the
-// small files after them fetched ahead, and read back intact; files
-// opened in another order do not.
+// TestFilesAhead: files read in name order have the chunks of the small
+// files after them fetched ahead, and read back intact; files read in
+// another order, or from the page cache, do not.
 func TestFilesAhead(t *testing.T) {
 	e := newEnv(t, mount.Options{})
 	e.repo("data", "")
@@ -410,6 +410,11 @@ func TestFilesAhead(t *testing.T) {
 	f, h := mount.AheadStats(e.srv)
 	if want := int64(len(names) - 4); h != want || f != want {
 		t.Errorf("read in order: %d chunks fetched ahead, %d taken; want %d of each", f, h, want)
+	}
+	// Again: the page cache answers, no read reaches the mount.
+	read("data", names)
+	if f2, h2 := mount.AheadStats(e.srv); f2 != f || h2 != h {
+		t.Errorf("read again from the page cache: %d chunks fetched ahead, %d taken; want %d, %d", f2, h2, f, h)
 	}
 }
 
