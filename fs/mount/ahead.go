@@ -167,7 +167,7 @@ func (d *dirNode) reading(name string) {
 	if name == a.last {
 		return
 	}
-	if strings.Compare(name, a.last) < 0 {
+	if name < a.last {
 		a.reset(name)
 		return
 	}

@@ -434,7 +434,7 @@ func (ra *readAhead) read(off int64, n int) {
 
 func (h *fileHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	f := h.f
-	if h.read.CompareAndSwap(false, true) && !h.write {
+	if !h.write && !h.read.Load() && h.read.CompareAndSwap(false, true) {
 		unlock := f.top.rlock()
 		parent, name := f.parent, f.name
 		unlock()
