@@ -78,12 +78,12 @@ DATA/strata.log, and returns once the daemon answers. Stop it with
 // more goroutines at once than it has CPUs: eight processors, or Go's
 // own default (the CPUs, or the cgroup's CPU limit) if that is more. A
 // GOMAXPROCS variable overrides both. Its goroutines spend their time
-// blocked in system calls: O_DIRECT reads of chunks, reads of /dev/fuse. Go hands the processor of
-// a goroutine blocked in one to another only when its monitor thread next
-// looks, which can be up to 10 ms later; with two processors, a chunk
-// fetch that is ready to start waits that long. With eight, cold
-// sequential reads through /pfs on a 2-CPU machine went from 1.1-1.4 to
-// 1.4-1.9 GB/s (docs/mount.md).
+// blocked in system calls: O_DIRECT reads of chunks, reads of /dev/fuse.
+// Go hands the processor of a goroutine blocked in one to another only
+// when its monitor thread next looks, which can be up to 10 ms later;
+// with two processors, a chunk fetch that is ready to start waits that
+// long. With eight, cold sequential reads through /pfs on a 2-CPU
+// machine went from 1.1-1.4 to 1.4-1.9 GB/s (docs/mount.md).
 func serverProcs() {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(max(runtime.GOMAXPROCS(0), 8))

@@ -8,7 +8,7 @@ func PoisonDone(t interface{ Cleanup(func()) }) {
 }
 
 // AheadStats returns how many chunks s fetched ahead of their files'
-// opens, and how many of those the files' readers took.
+// reads, and how many of those the files' readers took.
 func AheadStats(s *Server) (fetched, hits int64) {
 	return s.ahead.fetched.Load(), s.ahead.hits.Load()
 }
